@@ -1,0 +1,1 @@
+"""The data path: source files -> Trajectory -> MAE -> rendered text + spans -> tokens + PKT weights."""

@@ -1,0 +1,3 @@
+from tl_lightning.cli import main
+
+main()
