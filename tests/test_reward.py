@@ -1,0 +1,242 @@
+"""reward.py: each row of the DESIGN §2 table, the value rules, gold alternatives, and fuzz."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tl_lightning.calls import STYLES, format_call, parse_call
+from tl_lightning.data.records import DataError, Message, ToolCall, ToolSpec
+from tl_lightning.reward import (
+    CATEGORIES,
+    DEFAULT_TABLE,
+    RewardTable,
+    classify_call,
+    irm_reward,
+    values_equal,
+)
+
+WEATHER = ToolSpec("get_weather", "Weather of a city.", {
+    "type": "object",
+    "properties": {"city": {"type": "string"}, "days": {"type": "integer"}, "unit": {"type": "string"},
+                   "tags": {"type": "array", "items": {"type": "string"}},
+                   "where": {"type": "object", "properties": {"zip": {"type": "string"}}}},
+    "required": ["city"],
+})
+WIND = ToolSpec("get_wind", "Wind of a city.", {"type": "object", "properties": {"city": {"type": "string"}}})
+TOOLS = [WEATHER, WIND]
+GOLD = ToolCall("get_weather", {"city": "Paris", "days": 3})
+
+
+def test_table_matches_design():
+    assert dict(zip(CATEGORIES, DEFAULT_TABLE.values())) == {
+        "unparsable_or_unknown_tool": -2.0,
+        "wrong_tool": -1.5,
+        "hallucinated_redundant_missing": -1.8,
+        "hallucinated_and_redundant_or_missing": -1.3,
+        "redundant_and_missing": -1.0,
+        "hallucinated": -0.8,
+        "redundant_or_missing": -0.5,
+        "wrong_value": -0.25,
+        "exact": 1.0,
+    }
+    with pytest.raises(ValueError, match="unknown reward category"):
+        DEFAULT_TABLE.value("fine")
+    with pytest.raises(AttributeError):
+        DEFAULT_TABLE.exact = 2.0  # frozen
+
+
+# one hand-made prediction per table row (python form, the paper's rendering)
+ROWS = [
+    ("unparsable_or_unknown_tool", "I don't know."),
+    ("unparsable_or_unknown_tool", 'get_weather(city="Paris", 3)'),
+    ("unparsable_or_unknown_tool", 'get_time(city="Paris", days=3)'),
+    ("wrong_tool", 'get_wind(city="Paris")'),
+    ("hallucinated_redundant_missing", 'get_weather(city="Paris", unit="C", mood="happy")'),  # +mood +unit -days
+    ("hallucinated_and_redundant_or_missing", 'get_weather(city="Paris", mood="happy")'),  # +mood -days
+    ("hallucinated_and_redundant_or_missing", 'get_weather(city="Paris", days=3, unit="C", mood="x")'),
+    ("redundant_and_missing", 'get_weather(city="Paris", unit="C")'),  # +unit -days
+    ("hallucinated", 'get_weather(city="Paris", days=3, mood="happy")'),
+    ("redundant_or_missing", 'get_weather(city="Paris", days=3, unit="C")'),
+    ("redundant_or_missing", 'get_weather(city="Paris")'),
+    ("wrong_value", 'get_weather(city="London", days=3)'),
+    ("exact", 'get_weather(days=3, city="Paris")'),
+]
+
+
+@pytest.mark.parametrize("category, prediction", ROWS)
+def test_each_table_row(category, prediction):
+    assert classify_call(prediction, GOLD, TOOLS) == category
+    assert irm_reward(prediction, GOLD, TOOLS) == DEFAULT_TABLE.value(category)
+
+
+def test_every_category_has_a_row():
+    assert {category for category, _ in ROWS} == set(CATEGORIES)
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_every_rendering_scores_the_same(style):
+    for category, prediction in ROWS[3:]:  # the rows that parse
+        call = parse_call(prediction)
+        assert classify_call(format_call(call, style), GOLD, TOOLS) == category
+        assert classify_call(call, GOLD, TOOLS) == category  # a ToolCall directly
+
+
+def test_configurable_values():
+    table = RewardTable(exact=2.0, wrong_value=0.0)
+    assert irm_reward('get_weather(city="Paris", days=3)', GOLD, TOOLS, table) == 2.0
+    assert irm_reward('get_weather(city="Rome", days=3)', GOLD, TOOLS, table) == 0.0
+    assert irm_reward("nothing", GOLD, TOOLS, table) == -2.0
+
+
+def test_gold_key_missing_from_schema_is_not_hallucinated():
+    gold = ToolCall("get_weather", {"city": "Paris", "lang": "fr"})  # the schema forgot "lang"
+    assert classify_call('get_weather(city="Paris", lang="fr")', gold, TOOLS) == "exact"
+    assert classify_call('get_weather(city="Paris", lang="en")', gold, TOOLS) == "wrong_value"
+
+
+def test_gold_alternatives_best_wins():
+    alternatives = [ToolCall("get_wind", {"city": "Paris"}), 'get_weather(city="Paris", days=3)']
+    assert classify_call('get_weather(city="Paris", days=3)', alternatives, TOOLS) == "exact"
+    assert classify_call('get_wind(city="Rome")', alternatives, TOOLS) == "wrong_value"
+    assert classify_call('get_weather(city="Paris")', alternatives, TOOLS) == "redundant_or_missing"
+    # Message.acceptable(): a tuple of call sets
+    turn = Message("assistant", calls=(GOLD,), alternatives=((ToolCall("get_wind", {"city": "Paris"}),),))
+    assert classify_call('get_wind(city="Paris")', turn.acceptable(), TOOLS) == "exact"
+    # a custom table decides which alternative is best
+    upside_down = RewardTable(wrong_tool=5.0)
+    assert classify_call('get_wind(city="Rome")', alternatives, TOOLS, upside_down) == "wrong_tool"
+
+
+def test_unusable_gold_never_raises():
+    assert classify_call('get_weather(city="Paris")', "not a call", TOOLS) == "wrong_tool"
+    assert classify_call('get_weather(city="Paris")', [], TOOLS) == "wrong_tool"
+    assert classify_call("garbage", [], TOOLS) == "unparsable_or_unknown_tool"
+    with pytest.raises(TypeError, match="gold must be"):
+        classify_call('get_weather(city="Paris")', 42, TOOLS)  # type: ignore[arg-type]
+
+
+def test_several_predicted_calls_score_the_first():
+    assert classify_call('get_weather(city="Paris", days=3)\nget_wind(city="Paris")', GOLD, TOOLS) == "exact"
+    assert classify_call('[get_wind(city="Paris"), get_weather(city="Paris", days=3)]', GOLD, TOOLS) == "wrong_tool"
+
+
+def test_openai_tool_dicts():
+    tools = [WEATHER.to_openai(), {"name": "get_wind", "description": "", "parameters": WIND.parameters}]
+    assert classify_call('get_weather(city="Paris", days=3)', GOLD, tools) == "exact"
+    assert classify_call('get_wind(city="Paris")', GOLD, tools) == "wrong_tool"
+    with pytest.raises(DataError):
+        classify_call('get_wind(city="Paris")', GOLD, [{"description": "no name"}])
+
+
+def test_tool_without_schema():
+    tools = [ToolSpec("ping")]
+    assert classify_call("ping()", ToolCall("ping"), tools) == "exact"
+    assert classify_call("ping(x=1)", ToolCall("ping"), tools) == "hallucinated"
+
+
+# ---------------------------------------------------------------------------------- value rule
+
+STRING = {"type": "string"}
+INTEGER = {"type": "integer"}
+
+
+@pytest.mark.parametrize("predicted, gold, schema, equal", [
+    ("Paris", "Paris", STRING, True),
+    ("paris", "Paris", STRING, False),  # strings exactly: case counts
+    (" Paris", "Paris", STRING, False),  # ... and whitespace
+    (5, "5", STRING, True),  # the model left out the quotes of a string parameter
+    ("5", 5, STRING, True),  # the data stored a string parameter as a number
+    (5, "5.0", STRING, True),
+    (5, "05", STRING, False),  # "05" is not a JSON number
+    (True, "true", STRING, True),
+    (True, "True", STRING, False),
+    (5, "5", INTEGER, False),  # a string where the schema wants a number
+    ("5", 5, INTEGER, False),
+    (5, "5", {}, False),  # no declared type: types must agree
+    (5, "5", {"type": ["string", "null"]}, True),
+    (5, 5.0, INTEGER, True),  # JSON has one number type
+    (2.5, 2.5, {"type": "number"}, True),
+    (2.5, 2.4, {"type": "number"}, False),
+    (True, 1, INTEGER, False),  # booleans are not numbers
+    (False, 0, {}, False),
+    (None, None, {}, True),
+    (None, "None", STRING, False),
+    (None, 0, {}, False),
+    ((1, 2), [1, 2], {}, True),  # tuples are JSON arrays
+    ([1, 2], [2, 1], {}, False),  # order counts
+    ([1, 2], [1, 2, 3], {}, False),
+    ([5], ["5"], {"type": "array", "items": STRING}, True),  # the rule applies inside arrays
+    ([5], ["5"], {"type": "array", "items": INTEGER}, False),
+    ({"zip": 75001}, {"zip": "75001"}, WEATHER.properties["where"], True),  # ... and objects
+    ({"zip": "75001"}, {"zip": "75001", "x": 1}, {}, False),
+    ({"a": [1, {"b": None}]}, {"a": [1.0, {"b": None}]}, {}, True),
+])
+def test_value_rule(predicted, gold, schema, equal):
+    assert values_equal(predicted, gold, schema) is equal
+    assert values_equal(gold, predicted, schema) is equal  # symmetric
+
+
+def test_value_rule_in_a_call():
+    assert classify_call("get_weather(city='Paris', days=3.0)", GOLD, TOOLS) == "exact"
+    assert classify_call("get_weather(city='Paris', days='3')", GOLD, TOOLS) == "wrong_value"  # integer param
+    gold = ToolCall("get_wind", {"city": "75001"})
+    assert classify_call("get_wind(city=75001)", gold, TOOLS) == "exact"  # string param
+
+
+def test_real_rotbench_golds_are_exact_against_themselves(shared_data):
+    records = json.loads((shared_data / "RoTBench" / "First_Turn" / "clean.json").read_text())
+    for record in records[:30]:
+        system = record["conversations"][0]["value"]
+        tools = json.loads(system[system.find("["):-13])
+        golds = record["conversations"][-1]["value"]
+        for text in golds:
+            assert classify_call(text, golds, tools) == "exact", text
+        assert irm_reward("Thought: no idea", golds, tools) == -2.0
+
+
+# ---------------------------------------------------------------------------------- fuzz
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-1000, 1000) | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=6) | st.sampled_from(["5", "true", "3.0"]),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=4), children, max_size=3),
+    max_leaves=6,
+)
+tool_names = st.sampled_from(["get_weather", "get_wind", "f", "search"])
+param_names = st.sampled_from(["city", "days", "unit", "tags", "where", "q", "x"])
+schemas = st.fixed_dictionaries({"type": st.sampled_from(["string", "integer", "number", "array", "object"])})
+tool_specs = st.builds(
+    lambda name, props: ToolSpec(name, "", {"type": "object", "properties": props}),
+    tool_names, st.dictionaries(param_names, schemas, max_size=4))
+tool_lists = st.lists(tool_specs, max_size=4) | st.lists(tool_specs.map(ToolSpec.to_openai), max_size=3)
+gold_calls = st.builds(ToolCall, tool_names, st.dictionaries(param_names, json_values, max_size=4))
+gold_items = gold_calls | st.builds(format_call, gold_calls, st.sampled_from(STYLES)) | st.text(max_size=20)
+golds = gold_items | st.lists(gold_items, max_size=3)
+predictions = (
+    st.text()
+    | st.builds(format_call, gold_calls, st.sampled_from(STYLES))
+    | st.tuples(st.text(max_size=10), st.builds(format_call, gold_calls, st.sampled_from(STYLES)),
+                st.text(max_size=10)).map("".join)
+    | gold_calls
+)
+
+
+@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(predictions, golds, tool_lists)
+def test_fuzz_reward_is_always_a_table_value(prediction, gold, tools):
+    category = classify_call(prediction, gold, tools)
+    assert category in CATEGORIES
+    assert irm_reward(prediction, gold, tools) in DEFAULT_TABLE.values()
+
+
+@settings(max_examples=200, deadline=None)
+@given(gold_calls, tool_lists)
+def test_fuzz_gold_against_itself_is_exact_when_listed(call, tools):
+    listed = {t.name if isinstance(t, ToolSpec) else t["function"]["name"] for t in tools}
+    for style in STYLES:
+        expected = "exact" if call.name in listed else "unparsable_or_unknown_tool"
+        assert classify_call(format_call(call, style), call, tools) == expected
