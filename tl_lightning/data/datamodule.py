@@ -1,0 +1,506 @@
+"""``ToolUseDataModule``: wires the data path into Lightning dataloaders.
+
+source files (or the built-in synthetic world) -> train/val split by trajectory -> MAE samples ->
+rendered text + spans -> token ids, labels, PKT weights -> length-bucketed (optionally packed)
+batches. Every step is a plain function of its own module; this file only adds what is about
+batches:
+
+- ``max_length`` never cuts a target silently: an over-long sample is dropped and counted
+  (``on_overlength="drop"``) or raises ``DataError`` (``"raise"``).
+- Length bucketing: each epoch, the shuffled samples are cut into mega-batches of
+  ``batch_size * bucket_batches``, each sorted by length and split into batches, and the batch
+  order is shuffled again; so batches hold similar lengths and padding stays small.
+- Packing (``sft`` only): samples are packed first-fit-decreasing into rows of at most
+  ``max_length`` tokens; ``position_ids`` restart at 0 for every sample (and for the padding run
+  at the end of a row). Hugging Face models then keep attention inside each sample when they get
+  ``position_ids`` and no ``attention_mask``: ``model_inputs(batch)`` gives exactly those kwargs.
+- Mid-epoch resume: the train loader is a ``ResumableDataLoader``; Lightning saves its
+  ``state_dict()`` (epoch and batches yielded) in every checkpoint and loads it on resume, and
+  the loader then skips, without loading them, the batches already trained on. Shuffling is
+  seeded by (seed, epoch), so the resumed epoch has the same order as the interrupted one.
+
+Batches (the contract the modules consume):
+
+- ``sft``: ``input_ids``, ``attention_mask``, ``labels`` (-100 = no loss, unshifted),
+  ``loss_weights``, ``key_mask``; with packing also ``position_ids``. All (B, T).
+- ``rl`` / ``eval``: LEFT-padded prompts ``input_ids``, ``attention_mask`` (B, P) and python
+  lists ``ids``, ``gold`` (acceptable call sets of the target turn), ``tools``.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import torch
+from lightning.pytorch import LightningDataModule
+from torch.utils.data import BatchSampler, DataLoader, Sampler
+
+from tl_lightning.data import synthetic
+from tl_lightning.data.mae import LAYOUTS, ErrorDetector, Sample, apply_mae
+from tl_lightning.data.records import DataError, ToolCall, ToolSpec, Trajectory
+from tl_lightning.data.render import PROMPT_FORMATS, render_prompt, render_sample
+from tl_lightning.data.sources import read_trajectories_with_report
+from tl_lightning.data.tokenize import TokenizedSample, encode_prompt, tokenize_rendered
+
+STAGES = ("sft", "rl", "eval")
+OVERLENGTH = ("drop", "raise")
+
+
+# ---------------------------------------------------------------- read and split
+
+
+def read_sources(paths: Sequence[str], format: str = "auto",
+                 on_error: str = "raise") -> tuple[list[Trajectory], list[dict[str, Any]]]:
+    """All trajectories of ``paths`` in order (``format`` applies to every path) and one read
+    report per path (records skipped with ``on_error="skip"``)."""
+    trajs, reports = [], []
+    for p in paths:
+        read, report = read_trajectories_with_report(p, format=format, on_error=on_error)
+        trajs += read
+        reports.append(report.to_dict())
+    return trajs, reports
+
+
+def split_by_trajectory(trajs: Sequence[Trajectory], val_fraction: float,
+                        seed: int) -> tuple[list[Trajectory], list[Trajectory]]:
+    """A seeded train/val split of whole trajectories, so no conversation (nor any of its
+    per-turn samples) is in both. At least one validation trajectory when ``val_fraction > 0``
+    and there are two or more."""
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    order = list(range(len(trajs)))
+    random.Random(seed).shuffle(order)
+    n_val = round(len(trajs) * val_fraction)
+    if val_fraction > 0 and n_val == 0 and len(trajs) > 1:
+        n_val = 1
+    val = set(order[:n_val])
+    return [t for i, t in enumerate(trajs) if i not in val], [t for i, t in enumerate(trajs) if i in val]
+
+
+# ---------------------------------------------------------------- samples -> token rows
+
+
+def _reject_overlength(what: str, sample_id: str, length: int, max_length: int, on_overlength: str) -> None:
+    """Raise for an over-long sample or prompt unless ``on_overlength`` is ``"drop"``."""
+    if on_overlength == "raise":
+        raise DataError(f"{what} is {length} tokens, longer than max_length={max_length}; raise max_length "
+                        "or use on_overlength='drop'", record_id=sample_id, field="max_length")
+
+
+def tokenize_samples(samples: Iterable[Sample], tokenizer: Any, *, prompt_format: str, w_max: float,
+                     max_length: int, on_overlength: str) -> tuple[list[TokenizedSample], list[str]]:
+    """Render and tokenize SFT samples; return those that fit ``max_length`` and the ids of
+    those that did not (dropped whole: cutting would lose supervised tokens)."""
+    kept, dropped = [], []
+    for s in samples:
+        tok = tokenize_rendered(render_sample(s, prompt_format, tokenizer), tokenizer, w_max=w_max)
+        if len(tok.input_ids) > max_length:
+            _reject_overlength("sample", s.id, len(tok.input_ids), max_length, on_overlength)
+            dropped.append(s.id)
+        else:
+            kept.append(tok)
+    return kept, dropped
+
+
+@dataclass(frozen=True)
+class PromptSample:
+    """A prompt for generation: the conversation before an assistant call turn, the call sets
+    accepted there, and the tools offered."""
+
+    id: str
+    input_ids: list[int]
+    gold: tuple[tuple[ToolCall, ...], ...]
+    tools: tuple[ToolSpec, ...]
+
+
+def make_prompts(samples: Iterable[Sample], tokenizer: Any, *, prompt_format: str, max_length: int,
+                 on_overlength: str) -> tuple[list[PromptSample], list[str]]:
+    """One prompt per supervised assistant turn that makes calls (final text answers have no
+    call to score); return the prompts that fit ``max_length`` and the ids of the others."""
+    kept, dropped = [], []
+    for s in samples:
+        traj = s.trajectory
+        turn_number = {i: k for k, i in enumerate(traj.assistant_turns(), start=1)}
+        for t in s.targets:
+            if not traj.messages[t].calls:
+                continue
+            pid = f"{traj.id}/turn{turn_number[t]}"
+            ids = encode_prompt(render_prompt(traj, t, prompt_format, tokenizer), tokenizer)
+            if len(ids) > max_length:
+                _reject_overlength("prompt", pid, len(ids), max_length, on_overlength)
+                dropped.append(pid)
+            else:
+                kept.append(PromptSample(pid, ids, traj.messages[t].acceptable(), traj.tools))
+    return kept, dropped
+
+
+def pack_rows(lengths: Sequence[int], max_length: int) -> list[list[int]]:
+    """Group sample indices into rows of at most ``max_length`` tokens, first-fit decreasing
+    (ties by index, so deterministic). Every length must be <= ``max_length``."""
+    rows: list[list[int]] = []
+    room: list[int] = []
+    for i in sorted(range(len(lengths)), key=lambda i: (-lengths[i], i)):
+        if lengths[i] > max_length:
+            raise ValueError(f"sample {i} has {lengths[i]} tokens > max_length={max_length}")
+        for r, free in enumerate(room):
+            if lengths[i] <= free:
+                rows[r].append(i)
+                room[r] -= lengths[i]
+                break
+        else:
+            rows.append([i])
+            room.append(max_length - lengths[i])
+    return rows
+
+
+# ---------------------------------------------------------------- collate
+
+
+def collate_sft(rows: list[Sequence[TokenizedSample]], pad_id: int, packed: bool) -> dict[str, torch.Tensor]:
+    """Right-pad rows of concatenated samples into (B, T) tensors (T = longest row).
+
+    With ``packed``, ``position_ids`` restart at 0 at every sample and at the padding run, and
+    the first token of every sample is unsupervised, so no loss crosses a sample boundary.
+    """
+    lengths = [sum(len(s.input_ids) for s in row) for row in rows]
+    B, T = len(rows), max(lengths)
+    input_ids = torch.full((B, T), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((B, T), dtype=torch.long)
+    labels = torch.full((B, T), -100, dtype=torch.long)
+    loss_weights = torch.zeros((B, T), dtype=torch.float)
+    key_mask = torch.zeros((B, T), dtype=torch.bool)
+    position_ids = torch.zeros((B, T), dtype=torch.long)
+    for b, row in enumerate(rows):
+        at = 0
+        for s in row:
+            n = len(s.input_ids)
+            input_ids[b, at:at + n] = torch.tensor(s.input_ids)
+            labels[b, at:at + n] = torch.tensor(s.labels)
+            loss_weights[b, at:at + n] = torch.tensor(s.loss_weights)
+            key_mask[b, at:at + n] = torch.tensor(s.key_mask, dtype=torch.bool)
+            position_ids[b, at:at + n] = torch.arange(n)
+            labels[b, at] = -100  # predicted from the previous sample's last token: never a target
+            loss_weights[b, at] = 0.0
+            at += n
+        attention_mask[b, :at] = 1
+        position_ids[b, at:] = torch.arange(T - at)
+    batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels,
+             "loss_weights": loss_weights, "key_mask": key_mask}
+    if packed:
+        batch["position_ids"] = position_ids
+    return batch
+
+
+def collate_prompts(prompts: list[PromptSample], pad_id: int) -> dict[str, Any]:
+    """LEFT-pad prompts into (B, P) ``input_ids`` / ``attention_mask`` (generation appends on
+    the right), plus the python lists ``ids``, ``gold`` and ``tools``."""
+    P = max(len(p.input_ids) for p in prompts)
+    input_ids = torch.full((len(prompts), P), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(prompts), P), dtype=torch.long)
+    for b, p in enumerate(prompts):
+        n = len(p.input_ids)
+        input_ids[b, P - n:] = torch.tensor(p.input_ids)
+        attention_mask[b, P - n:] = 1
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "ids": [p.id for p in prompts],
+            "gold": [p.gold for p in prompts], "tools": [p.tools for p in prompts]}
+
+
+def model_inputs(batch: dict[str, Any]) -> dict[str, Any]:
+    """The kwargs for a Hugging Face causal LM training forward on an ``sft`` batch.
+
+    Packed batches pass ``position_ids`` and no ``attention_mask``: transformers then builds one
+    causal block per sample from where the positions restart. It does so only without a KV cache,
+    hence ``use_cache=False`` (which a training forward wants anyway).
+    """
+    if "position_ids" in batch:
+        return {"input_ids": batch["input_ids"], "position_ids": batch["position_ids"], "use_cache": False}
+    return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"], "use_cache": False}
+
+
+def padding_waste(batches: Iterable[dict[str, Any]]) -> float:
+    """Fraction of the token slots in ``batches`` that are padding (0 = none)."""
+    real = total = 0
+    for b in batches:
+        real += int(b["attention_mask"].sum())
+        total += b["attention_mask"].numel()
+    return 1.0 - real / total if total else 0.0
+
+
+# ---------------------------------------------------------------- sampling and resume
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """One RNG seed per (seed, epoch) pair (``seed + epoch`` would give seed 1 / epoch 0 the
+    order of seed 0 / epoch 1)."""
+    return seed * 1_000_003 + epoch
+
+
+class EpochSampler(Sampler[int]):
+    """Indices ``0..n-1``, shuffled by ``epoch_seed(seed, epoch)`` when ``shuffle``. Lightning
+    calls ``set_epoch`` at every epoch start; under DDP it swaps in its ``DistributedSampler``
+    (same interface, Lightning's own seed) and each rank buckets its share."""
+
+    def __init__(self, n: int, shuffle: bool, seed: int = 0) -> None:
+        self.n, self.shuffle, self.seed, self.epoch = n, shuffle, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        if not self.shuffle:
+            return iter(range(self.n))
+        g = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
+        return iter(torch.randperm(self.n, generator=g).tolist())
+
+    def __len__(self) -> int:
+        return self.n
+
+
+class BucketBatchSampler(BatchSampler):
+    """Batches of similar length: the sampler's order is cut into mega-batches of
+    ``batch_size * bucket_batches`` indices, each sorted by ``lengths`` and split into batches;
+    with ``shuffle`` the batch order is then shuffled by ``epoch_seed(seed, epoch)``.
+
+    ``start`` (set by ``ResumableDataLoader``) skips that many batches of the next iteration.
+    """
+
+    def __init__(self, sampler: Sampler[int], batch_size: int, drop_last: bool = False, *,
+                 lengths: Sequence[int], bucket_batches: int = 32, shuffle: bool = True, seed: int = 0) -> None:
+        super().__init__(sampler, batch_size, drop_last)
+        if bucket_batches < 1:
+            raise ValueError(f"bucket_batches must be >= 1, got {bucket_batches}")
+        self.lengths, self.bucket_batches, self.shuffle, self.seed = list(lengths), bucket_batches, shuffle, seed
+        self.start = 0
+
+    @property
+    def epoch(self) -> int:
+        return getattr(self.sampler, "epoch", 0)
+
+    def epoch_batches(self) -> list[list[int]]:
+        """Every batch of the current epoch, in order."""
+        order = list(self.sampler)
+        mega = self.batch_size * self.bucket_batches
+        batches = []
+        for i in range(0, len(order), mega):
+            chunk = sorted(order[i:i + mega], key=lambda j: self.lengths[j])
+            batches += [chunk[k:k + self.batch_size] for k in range(0, len(chunk), self.batch_size)]
+        if self.drop_last:
+            batches = [b for b in batches if len(b) == self.batch_size]
+        if self.shuffle:
+            random.Random(epoch_seed(self.seed, self.epoch)).shuffle(batches)
+        return batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        start, self.start = self.start, 0
+        yield from self.epoch_batches()[start:]
+
+
+class ResumableDataLoader(DataLoader):
+    """A ``DataLoader`` over a ``BucketBatchSampler`` that knows its position in the epoch.
+
+    ``state_dict()`` = the epoch and how many batches were handed out; after
+    ``load_state_dict()``, the next iteration of that same epoch skips those batches (without
+    loading them). Lightning saves and restores this state with the fit loop. Counting happens
+    where batches are handed out, so it is right with worker processes too.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._epoch = 0
+        self._yielded = 0
+        self._resume: dict[str, int] | None = None
+
+    def __iter__(self) -> Iterator[Any]:
+        # a generator: the body runs at the first next(), i.e. after Lightning's set_epoch
+        epoch = getattr(self.batch_sampler.sampler, "epoch", 0)
+        skip = 0
+        if self._resume is not None and self._resume["epoch"] == epoch:
+            skip = self._resume["batches_yielded"]
+        self._resume = None
+        self.batch_sampler.start = skip
+        self._epoch, self._yielded = epoch, skip
+        for batch in super().__iter__():
+            self._yielded += 1
+            yield batch
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self._epoch, "batches_yielded": self._yielded}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        self._resume = {"epoch": int(state_dict["epoch"]), "batches_yielded": int(state_dict["batches_yielded"])}
+
+
+# ---------------------------------------------------------------- the DataModule
+
+
+class ToolUseDataModule(LightningDataModule):
+    """Tool-use data for ``PKTModule`` (``stage="sft"``) and ``IRMPPOModule`` (``"rl"``), and
+    prompts for evaluation (``"eval"``).
+
+    Args:
+        data_path: a file or folder (or a list of them) any ``sources`` reader takes; None = the
+            built-in synthetic world (``synthetic_size`` trajectories, or single-turn prompts for
+            ``rl``/``eval``).
+        format: the source format, or ``"auto"``; ``on_error``: ``"raise"`` or ``"skip"``
+            malformed records (counted in ``report``).
+        tokenizer: a name or path for ``modeling.load_tokenizer``, replaced by ``connect()``.
+        prompt_format: ``"codellama"`` (the paper's) or ``"chat_template"``.
+        mae, mae_layout, error_patterns, error_regexes: MAE (``mae=False`` = standard SFT);
+            None = the authors' patterns.
+        w_max: PKT's weight cap (1 = plain cross-entropy).
+        max_length: longest sample / packed row / prompt in tokens; ``on_overlength``: ``"drop"``
+            (counted) or ``"raise"``.
+        batch_size, packing (``sft`` only), bucket_batches (batches per length-sorted mega-batch),
+        val_fraction (split by trajectory), seed, num_workers.
+    """
+
+    def __init__(
+        self,
+        data_path: str | list[str] | None = None,
+        format: str = "auto",
+        tokenizer: str = "smollm2-135m-instruct",
+        prompt_format: str = "codellama",
+        mae: bool = True,
+        mae_layout: str = "trajectory",
+        error_patterns: list[str] | None = None,
+        error_regexes: list[str] | None = None,
+        w_max: float = 9.0,
+        max_length: int = 2048,
+        on_overlength: str = "drop",
+        batch_size: int = 4,
+        packing: bool = False,
+        bucket_batches: int = 32,
+        val_fraction: float = 0.1,
+        seed: int = 0,
+        num_workers: int = 0,
+        stage: str = "sft",
+        synthetic_size: int = 512,
+        on_error: str = "raise",
+    ) -> None:
+        super().__init__()
+        if stage not in STAGES:
+            raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
+        if on_overlength not in OVERLENGTH:
+            raise ValueError(f"on_overlength must be one of {OVERLENGTH}, got {on_overlength!r}")
+        if packing and stage != "sft":
+            raise ValueError("packing applies to stage='sft' only (prompts are generated from, not packed)")
+        if prompt_format not in PROMPT_FORMATS:
+            raise ValueError(f"prompt_format must be one of {PROMPT_FORMATS}, got {prompt_format!r}")
+        if mae_layout not in LAYOUTS:
+            raise ValueError(f"mae_layout must be one of {LAYOUTS}, got {mae_layout!r}")
+        if batch_size < 1 or max_length < 1:
+            raise ValueError(f"batch_size and max_length must be >= 1, got {batch_size}, {max_length}")
+        self.data_path, self.format, self.on_error = data_path, format, on_error
+        self.tokenizer_name, self.tokenizer = tokenizer, None
+        self.prompt_format, self.w_max = prompt_format, w_max
+        self.mae, self.mae_layout = mae, mae_layout
+        self.error_patterns, self.error_regexes = error_patterns, error_regexes
+        self.max_length, self.on_overlength = max_length, on_overlength
+        self.batch_size, self.packing, self.bucket_batches = batch_size, packing, bucket_batches
+        self.val_fraction, self.seed, self.num_workers = val_fraction, seed, num_workers
+        self.stage, self.synthetic_size = stage, synthetic_size
+        self.report: dict[str, Any] = {}
+        self.train_items: list[Any] = []
+        self.val_items: list[Any] = []
+        self._prepared = False
+
+    def connect(self, tokenizer: Any) -> None:
+        """Use the LightningModule's tokenizer (call before ``setup``; a different tokenizer
+        than the one already used prepares the data again)."""
+        if tokenizer is not self.tokenizer:
+            self.tokenizer = tokenizer
+            self._prepared = False
+
+    def _read(self) -> tuple[list[Trajectory], list[dict[str, Any]]]:
+        """The trajectories and the read reports (none for the synthetic world)."""
+        if self.data_path is None:
+            if self.stage == "sft":
+                return synthetic.generate_trajectories(self.synthetic_size, seed=self.seed), []
+            return synthetic.generate_prompts(self.synthetic_size, seed=self.seed), []
+        paths = [self.data_path] if isinstance(self.data_path, (str, Path)) else list(self.data_path)
+        return read_sources([str(p) for p in paths], format=self.format, on_error=self.on_error)
+
+    def _items(self, trajs: list[Trajectory]) -> tuple[list[Any], dict[str, Any], list[str]]:
+        """MAE, then SFT rows (packed when asked) or prompts; with the MAE report and dropped ids."""
+        detector = None
+        if self.error_patterns is not None or self.error_regexes is not None:
+            detector = ErrorDetector(patterns=tuple(self.error_patterns or ()), regexes=tuple(self.error_regexes or ()))
+        samples, mae_report = apply_mae(trajs, detector=detector, layout=self.mae_layout, enabled=self.mae)
+        common = dict(prompt_format=self.prompt_format, max_length=self.max_length, on_overlength=self.on_overlength)
+        if self.stage != "sft":
+            prompts, dropped = make_prompts(samples, self.tokenizer, **common)
+            return prompts, mae_report.to_dict(), dropped
+        tokenized, dropped = tokenize_samples(samples, self.tokenizer, w_max=self.w_max, **common)
+        if self.packing:
+            rows = pack_rows([len(t.input_ids) for t in tokenized], self.max_length)
+            return [tuple(tokenized[i] for i in r) for r in rows], mae_report.to_dict(), dropped
+        return [(t,) for t in tokenized], mae_report.to_dict(), dropped
+
+    def setup(self, stage: str | None = None) -> None:
+        if self._prepared:  # Lightning calls setup once per trainer entry point
+            return
+        if self.tokenizer is None:
+            from tl_lightning.modeling import load_tokenizer
+
+            self.tokenizer = load_tokenizer(self.tokenizer_name)
+        trajs, read_reports = self._read()
+        if self.stage == "eval":  # evaluate on everything
+            train, val = [], trajs
+        else:
+            train, val = split_by_trajectory(trajs, self.val_fraction, self.seed)
+        self.train_items, train_mae, train_dropped = self._items(train)
+        self.val_items, val_mae, val_dropped = self._items(val)
+        self.report = {
+            "read": read_reports, "read_skipped": sum(r["skipped"] for r in read_reports),
+            "trajectories": len(trajs), "train_trajectories": len(train), "val_trajectories": len(val),
+            "train_items": len(self.train_items), "val_items": len(self.val_items),
+            "mae": {"train": train_mae, "val": val_mae},
+            "overlength_dropped": len(train_dropped) + len(val_dropped),
+            "overlength_dropped_ids": (train_dropped + val_dropped)[:20],
+        }
+        self._prepared = True
+
+    # ---- loaders
+
+    def _lengths(self, items: list[Any]) -> list[int]:
+        if self.stage == "sft":
+            return [sum(len(s.input_ids) for s in row) for row in items]
+        return [len(p.input_ids) for p in items]
+
+    def _collate(self):
+        pad_id = self.tokenizer.pad_token_id
+        if pad_id is None:
+            pad_id = self.tokenizer.eos_token_id
+        if self.stage == "sft":
+            return partial(collate_sft, pad_id=pad_id, packed=self.packing)
+        return partial(collate_prompts, pad_id=pad_id)
+
+    def _loader(self, items: list[Any], train: bool) -> DataLoader:
+        if not items:
+            raise DataError(f"no {'training' if train else 'validation'} data for stage {self.stage!r} "
+                            f"(report: {self.report})")
+        batch_sampler = BucketBatchSampler(
+            EpochSampler(len(items), shuffle=train, seed=self.seed), self.batch_size, False,
+            lengths=self._lengths(items), bucket_batches=self.bucket_batches if train else len(items), shuffle=train,
+            seed=self.seed)
+        loader_cls = ResumableDataLoader if train else DataLoader
+        return loader_cls(items, batch_sampler=batch_sampler, collate_fn=self._collate(), num_workers=self.num_workers)
+
+    def train_dataloader(self) -> DataLoader:
+        if self.stage == "eval":
+            raise DataError("stage='eval' has no training data; use stage='sft' or 'rl' to train")
+        return self._loader(self.train_items, train=True)
+
+    def val_dataloader(self) -> DataLoader | list:
+        # no validation split (val_fraction=0): an empty list makes Lightning skip validation
+        return self._loader(self.val_items, train=False) if self.val_items else []
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.val_items, train=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader(self.val_items, train=False)
