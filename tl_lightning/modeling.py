@@ -52,7 +52,7 @@ def cache_dir() -> Path:
     return Path(root)
 
 
-def _write_folder_atomically(target: Path, write: Callable[[Path], None]) -> Path:
+def write_folder_atomically(target: Path, write: Callable[[Path], None]) -> Path:
     """Create ``target`` by running ``write(tmp)`` on a temporary sibling and renaming it.
 
     Concurrent processes (DDP ranks, parallel tests) therefore never see a half-written folder;
@@ -109,7 +109,7 @@ def _write_smollm2(folder: Path) -> None:
 
 def smollm2_dir() -> Path:
     """A safetensors folder of the bundled SmolLM2, converted from its gguf on first use."""
-    return _write_folder_atomically(cache_dir() / SMOLLM2, _write_smollm2)
+    return write_folder_atomically(cache_dir() / SMOLLM2, _write_smollm2)
 
 
 def tiny_llama_config(tokenizer):
@@ -152,7 +152,7 @@ def tiny_llama_dir(seed: int = 0) -> Path:
         tokenizer.save_pretrained(folder)
 
     name = f"{TINY_LLAMA}-v{TINY_LLAMA_VERSION}-seed{seed}"
-    return _write_folder_atomically(cache_dir() / name, write)
+    return write_folder_atomically(cache_dir() / name, write)
 
 
 def resolve_model_path(name_or_path: str, seed: int = 0) -> str:

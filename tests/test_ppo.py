@@ -1,0 +1,365 @@
+"""IRMPPOModule (tl_lightning/ppo.py): KL control, stopping, scoring, rollouts on tiny-llama, a
+PPO step for each model layout, the QLoRA generate-then-train trap, starting from a PKTModule
+checkpoint, and (as subprocess scripts) resume after SIGKILL and FSDP2 on 2 gloo processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning.pytorch as pl
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from tl_lightning.data.records import ToolCall, ToolSpec
+from tl_lightning.modeling import TINY_LLAMA, LoraOptions, load_model
+from tl_lightning.ppo import (
+    AdaptiveKLController,
+    FixedKLController,
+    IRMPPOModule,
+    StopAtEndOfTurn,
+    category_shares,
+    cut_at_end_marker,
+    evaluate_rewards,
+    score_responses,
+)
+from tl_lightning.reward import CATEGORIES
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPTS = REPO / "tests" / "scripts"
+LORA = LoraOptions(r=4, alpha=8, dropout=0.0)
+WEATHER = ToolSpec("get_weather", "Current weather.", {"type": "object", "properties": {"city": {"type": "string"}},
+                                                       "required": ["city"]})
+GOLD = ((ToolCall("get_weather", {"city": "Paris"}),),)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread: the tiny models are faster so on a shared 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def rl_batches():
+    """Two real ``stage="rl"`` batches of 2 synthetic prompts, tokenized for tiny-llama."""
+    from tl_lightning.data.datamodule import ToolUseDataModule
+    from tl_lightning.modeling import load_tokenizer
+
+    data = ToolUseDataModule(tokenizer=TINY_LLAMA, stage="rl", batch_size=2, synthetic_size=12, max_length=2048)
+    data.connect(load_tokenizer(TINY_LLAMA))
+    data.setup("fit")
+    return list(data.train_dataloader())[:2]
+
+
+def loader(batches: list[dict]) -> DataLoader:
+    return DataLoader(batches, batch_size=None, collate_fn=lambda b: b)
+
+
+def tiny_module(**kwargs) -> IRMPPOModule:
+    defaults = dict(model_name=TINY_LLAMA, lora=LORA, max_new_tokens=5, ppo_epochs=1, actor_lr=1e-2, critic_lr=1e-2)
+    return IRMPPOModule(**{**defaults, **kwargs})
+
+
+def run_script(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+# ----------------------------------------------------------------------------- small parts
+
+
+def test_kl_controllers_follow_the_kl_and_round_trip():
+    fixed = FixedKLController(0.3)
+    fixed.update(100.0, n_steps=8)
+    assert fixed.value == 0.3
+    adaptive = AdaptiveKLController(0.3, target=2.0, horizon=100)
+    adaptive.update(3.0, n_steps=10)  # error +0.5 clipped to +0.2: x (1 + 0.2 * 10 / 100)
+    assert adaptive.value == pytest.approx(0.3 * 1.02)
+    adaptive.update(1.0, n_steps=10)  # error -0.5 clipped to -0.2
+    assert adaptive.value == pytest.approx(0.3 * 1.02 * 0.98)
+    restored = AdaptiveKLController(9.0, target=1.0, horizon=1)
+    restored.load_state_dict(adaptive.state_dict())
+    assert restored == adaptive
+    with pytest.raises(ValueError, match="target > 0"):
+        AdaptiveKLController(0.3, target=0.0, horizon=10)
+
+
+def test_stopping_records_each_rows_length_at_its_end_marker(smollm2_tokenizer):
+    tok = smollm2_tokenizer
+    prompt = tok("User: hi\nAssistant:", add_special_tokens=False)["input_ids"]
+    call = tok(' get_weather(city="Paris")</s>', add_special_tokens=False)["input_ids"]
+    R = len(call) + 3
+    filler = tok(" and more text that goes on", add_special_tokens=False)["input_ids"] * R
+    rows = [call + filler[:3],                                 # stops when "</s>" completes (several tokens)
+            filler[:1] + [tok.eos_token_id] + filler[:R - 2],  # stops at eos
+            filler[:R]]                                        # never stops
+    ids = torch.tensor([prompt + r for r in rows])
+    stopper = StopAtEndOfTurn(tok, len(prompt), 3, [tok.eos_token_id])
+    for step in range(1, R + 1):
+        done = stopper(ids[:, :len(prompt) + step], scores=None)
+    assert stopper.lengths == [len(call), 2, None]
+    assert done.tolist() == [True, True, False]
+    assert cut_at_end_marker(tok.decode(call)) == 'get_weather(city="Paris")'
+    assert cut_at_end_marker(" x(a=1)<|im_end|>junk</s>") == "x(a=1)"
+
+
+def test_scores_and_category_shares():
+    texts = ['get_weather(city="Paris")', 'get_weather(city="Lima")', "I cannot help", 'get_weather(town="Paris")']
+    rewards, categories = score_responses(texts, [GOLD] * 4, [(WEATHER,)] * 4)
+    assert rewards.tolist() == pytest.approx([1.0, -0.25, -2.0, -1.3])
+    assert categories == ["exact", "wrong_value", "unparsable_or_unknown_tool", "hallucinated_and_redundant_or_missing"]
+    shares = category_shares(categories)
+    assert set(shares) == set(CATEGORIES) and sum(shares.values()) == pytest.approx(1.0)
+    assert shares["exact"] == 0.25 and shares["wrong_tool"] == 0.0
+    custom, _ = score_responses(texts[:1], [GOLD], [(WEATHER,)], table=IRMPPOModule(
+        model_name=TINY_LLAMA, lora=LORA, reward_table={"exact": 2.0}).table)
+    assert custom.tolist() == [2.0]
+
+
+def test_bad_options_are_clear_errors():
+    with pytest.raises(ValueError, match="needs lora"):
+        IRMPPOModule(model_name=TINY_LLAMA, critic_layout="shared_lora")
+    with pytest.raises(ValueError, match="critic_layout"):
+        IRMPPOModule(model_name=TINY_LLAMA, lora=LORA, critic_layout="twin")
+    with pytest.raises(ValueError, match="lora options"):
+        IRMPPOModule(model_name=TINY_LLAMA, quantization="4bit", critic_layout="copy")
+    with pytest.raises(ValueError, match="critic_lora"):
+        IRMPPOModule(model_name=TINY_LLAMA, lora=LORA, quantization="4bit", critic_layout="copy")
+    with pytest.raises(TypeError):
+        IRMPPOModule(model_name=TINY_LLAMA, lora=LORA, reward_table={"perfect": 3.0})
+
+
+def test_construction_is_cheap_and_hparams_are_plain():
+    module = IRMPPOModule(model_name="codellama/CodeLlama-7b-hf", lora=LORA)
+    assert module.actor is None and module._tokenizer is None
+    assert module.hparams.lora["r"] == 4 and module.hparams.critic_lora is None
+    assert module.critic_lora == LORA  # shared_lora: the critic's adapter defaults to the actor's settings
+
+
+def test_a_non_finite_loss_stops_before_the_optimizer_step():
+    module = IRMPPOModule(model_name=TINY_LLAMA, lora=LORA)
+    with pytest.raises(FloatingPointError, match="PPO value loss is nan at batch index 3"):
+        module._update(None, torch.tensor(float("nan")), "value", 3)  # no optimizer is touched
+
+
+def test_paper_recipe_has_the_authors_ppo_settings():
+    import yaml
+
+    raw = yaml.safe_load((REPO / "configs" / "irm.yaml").read_text())
+    module = IRMPPOModule(**raw["model"]["init_args"])
+    hp = module.hparams
+    assert (hp.kl_coef, hp.actor_lr, hp.critic_lr, hp.ppo_epochs, hp.max_new_tokens) == (0.3, 2e-7, 1e-7, 3, 512)
+    assert (hp.clip_score, hp.gamma, hp.lam, hp.policy_clip, hp.value_clip) == (5.0, 1.0, 0.95, 0.2, 0.2)
+    assert not hp.do_sample and isinstance(module.kl_controller, FixedKLController)
+    assert raw["data"]["max_length"] == 8192 and raw["data"]["stage"] == "rl"
+    assert raw["trainer"]["precision"] == "bf16-mixed" and "ModelParallelStrategy" in str(raw["trainer"]["strategy"])
+
+
+# ----------------------------------------------------------------------------- tiny-llama
+
+
+@pytest.mark.slow
+def test_rollout_agrees_with_the_forward_pass_and_values(rl_batches):
+    """Greedy tokens are the argmax of the logits our forward pass computes for them: the
+    response mask, positions under left padding and the logits window line up."""
+    module = tiny_module()
+    module.configure_model()
+    batch = rl_batches[0]
+    assert (batch["attention_mask"][:, 0] == 0).any()  # prompts of different lengths: left padding
+    rollout = module.make_rollout(batch)
+    B, R = rollout.response_mask.shape
+    assert B == 2 and 1 <= R <= 5 and rollout.sequences.shape[1] == batch["input_ids"].shape[1] + R
+    with torch.no_grad():
+        logits = module.policy_logits(module.actor, rollout)
+        values = module.values(rollout)
+    mask = rollout.response_mask.bool()
+    assert torch.equal(logits.argmax(-1)[mask], rollout.response_ids[mask])
+    assert values.shape == (B, R) and values.dtype == torch.float32
+    assert len(rollout.texts) == B
+
+    result = evaluate_rewards(module.actor, module.tokenizer, loader(rl_batches), max_new_tokens=3)
+    assert result["prompts"] == 4
+    assert sum(result["shares"].values()) == pytest.approx(1.0)
+    assert result["mean_reward"] == pytest.approx(sum(s * module.table.value(c) for c, s in result["shares"].items()))
+
+
+def _snapshot(named) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in named}
+
+
+def _changed(before: dict[str, torch.Tensor], named) -> set[str]:
+    return {n for n, p in named if n in before and not torch.equal(before[n], p.detach())}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("layout", ["shared_lora", "copy_lora_actor", "full_actor"])
+def test_one_ppo_step_trains_actor_and_critic_and_keeps_the_reference(layout, rl_batches, tmp_path):
+    kwargs = {"shared_lora": dict(critic_layout="shared_lora"),
+              "copy_lora_actor": dict(critic_layout="copy"),
+              "full_actor": dict(lora=None, critic_layout="copy", actor_lr=1e-3, critic_lr=1e-3)}[layout]
+    module = tiny_module(minibatch_size=1, **kwargs)
+    module.configure_model()
+    actor_before = _snapshot(module.actor.named_parameters())
+    critic_owner = module.actor if module.critic is None else module.critic
+    critic_before = _snapshot(critic_owner.named_parameters())
+    head_before = module.value_head.proj.weight.detach().clone()
+    trainer = pl.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    trainer.fit(module, loader(rl_batches[:1]))
+
+    actor_params = {n for n, p in module.actor.named_parameters() if p.requires_grad}
+    if layout == "shared_lora":
+        actor_trained = {n for n in actor_params if ".default." in n}
+        critic_trained = {n for n in actor_params if ".critic." in n}
+        changed = _changed(actor_before, module.actor.named_parameters())
+        # both adapters moved, and nothing else (the base stays frozen)
+        assert changed & actor_trained and changed & critic_trained
+        assert changed <= actor_trained | critic_trained
+    else:
+        assert _changed(actor_before, module.actor.named_parameters()) == actor_params
+        assert _changed(critic_before, module.critic.named_parameters())
+    assert not torch.equal(head_before, module.value_head.proj.weight)
+
+    # the reference is the untouched starting model: the frozen copy, or the adapters switched off
+    fresh = load_model(TINY_LLAMA)
+    ids = rl_batches[0]["input_ids"][:1, -8:]
+    with torch.no_grad():
+        if module.reference is not None:
+            reference_logits = module.reference(input_ids=ids).logits
+        else:
+            with module.actor.disable_adapter():
+                reference_logits = module.actor(input_ids=ids).logits
+        torch.testing.assert_close(reference_logits, fresh(input_ids=ids).logits)
+
+    metrics = trainer.callback_metrics
+    for name in ("reward/mean", "ppo/kl", "ppo/entropy", "ppo/clip_fraction", "ppo/value_loss", "ppo/policy_loss",
+                 "time/generation_share", *(f"reward/share_{c}" for c in CATEGORIES)):
+        assert torch.isfinite(metrics[name]), name
+    assert 0.0 < float(metrics["time/generation_share"]) < 1.0
+    # 2 optimizers x ppo_epochs x 2 minibatches: Lightning counts optimizer steps
+    assert trainer.global_step == 4
+
+
+@pytest.mark.slow
+def test_qlora_adapters_get_gradients_after_generate(rl_batches):
+    """DESIGN §5: a no-grad forward of a 4-bit layer on CPU must not leave later backward passes
+    with zero LoRA gradients; PPO always trains right after generating."""
+    module = tiny_module(quantization="4bit")
+    module.configure_model()
+    rollout = module.make_rollout(rl_batches[0])
+    module.policy_logits(module.actor, rollout).float().logsumexp(-1).mean().backward()
+    module.values(rollout).pow(2).mean().backward()
+    # LoRA B starts at 0, so B is what gets a gradient first (A's is B^T times something)
+    for adapter in ("default", "critic"):
+        grads = [p.grad for n, p in module.actor.named_parameters() if f"lora_B.{adapter}." in n]
+        assert grads and all(g is not None and g.abs().sum() > 0 for g in grads), adapter
+
+
+@pytest.mark.slow
+def test_init_from_a_pkt_checkpoint(tmp_path):
+    """``init_checkpoint``: the PKT model (LoRA merged) is what the actor and reference start from."""
+    from tl_lightning.pkt import PKTModule
+
+    pkt = PKTModule(model_name=TINY_LLAMA, lora=LORA)
+    pkt.configure_model()
+    with torch.no_grad():
+        for name, param in pkt.model.named_parameters():
+            if "lora_B" in name:
+                param.fill_(0.01)  # a trained adapter: merged, it changes the weights
+    ckpt = tmp_path / "pkt.ckpt"
+    torch.save({"state_dict": pkt.state_dict(), "hyper_parameters": dict(pkt.hparams),
+                "pytorch-lightning_version": pl.__version__}, ckpt)
+
+    module = tiny_module(init_checkpoint=str(ckpt), model_name="unused")
+    module.configure_model()
+    ids = torch.tensor([[5, 6, 7, 8]])
+    with torch.no_grad():
+        expected = pkt.model(input_ids=ids).logits
+        with module.actor.disable_adapter():
+            torch.testing.assert_close(module.actor(input_ids=ids).logits, expected, rtol=1e-4, atol=1e-4)
+    assert (tmp_path / "pkt.ckpt.hf" / "config.json").is_file()
+
+
+@pytest.mark.slow
+def test_cli_fits_the_tiny_recipe_and_checkpoints_the_ppo_state(tmp_path):
+    from tl_lightning.cli import main
+
+    cli = main(["fit", "--config", str(REPO / "configs" / "demo" / "irm_tiny.yaml"),
+                f"--trainer.default_root_dir={tmp_path}", "--trainer.limit_train_batches=1",
+                "--trainer.limit_val_batches=1", "--trainer.enable_progress_bar=false", "--model.max_new_tokens=3",
+                "--model.ppo_epochs=1", "--data.synthetic_size=16", "--data.batch_size=2"])
+    assert cli.datamodule.tokenizer is cli.model.tokenizer
+    assert cli.trainer.global_step == 2
+    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["irm_ppo"]["kl_controller"] == {"value": 0.3}
+    assert len(ckpt["optimizer_states"]) == 2
+    assert "val/reward" in cli.trainer.callback_metrics
+
+
+# ----------------------------------------------------------------------------- subprocess scripts
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_with_the_same_later_losses(tmp_path):
+    """Sampled rollouts, adaptive KL: after SIGKILL before batch 2 and a resume from last.ckpt,
+    batch 2 sees the same prompts and gives the same losses as in an uninterrupted run."""
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    script = str(SCRIPTS / "ppo_resume.py")
+    runs = [subprocess.Popen([sys.executable, script, str(straight), "--batches", "3"], cwd=REPO, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True),
+            subprocess.Popen([sys.executable, script, str(killed), "--batches", "3", "--kill_before", "2"], cwd=REPO,
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)]
+    outputs = [run.communicate(timeout=600)[0] for run in runs]
+    assert runs[0].returncode == 0, outputs[0][-3000:]
+    assert runs[1].returncode == -9, outputs[1][-3000:]
+    assert len((killed / "steps.jsonl").read_text().splitlines()) == 2
+    resumed = run_script(script, str(killed), "--batches", "3", "--resume")
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+
+    expected = [json.loads(line) for line in (straight / "steps.jsonl").read_text().splitlines()]
+    got = [json.loads(line) for line in (killed / "steps.jsonl").read_text().splitlines()]
+    assert [row["batch"] for row in got] == [0, 1, 2]
+    assert expected[2]["ppo/kl"] != 0.0 and expected[2]["ppo/kl_coef"] != expected[0]["ppo/kl_coef"]
+    for want, have in zip(expected[2:], got[2:]):
+        assert have["ids"] == want["ids"]
+        for key, value in want.items():
+            if key not in ("batch", "ids"):
+                assert have[key] == pytest.approx(value, abs=1e-6), key
+
+
+@pytest.mark.slow
+@pytest.mark.multiprocess
+def test_fsdp2_generates_and_trains_on_two_processes_like_ddp(tmp_path):
+    """Ranks stop generating at different lengths (3 and 8 new tokens): synced generation keeps
+    both in every sharded forward. The shared-LoRA critic trains under FSDP2 too, and the
+    sharded run ends with the same weights as a DDP run of the same two batches."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    script = str(SCRIPTS / "ppo_fsdp.py")
+    runs = {name: subprocess.Popen([sys.executable, script, str(tmp_path / name), "--strategy", name], cwd=REPO,
+                                   env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            for name in ("fsdp", "ddp")}
+    for name, run in runs.items():
+        output = run.communicate(timeout=600)[0]
+        assert run.returncode == 0, f"{name}: {output[-3000:]}"
+    fsdp, ddp = ([json.loads((tmp_path / name / f"rank{r}.json").read_text()) for r in (0, 1)]
+                 for name in ("fsdp", "ddp"))
+    for rank in fsdp:
+        assert rank["world_size"] == 2 and rank["sharded"]
+        assert all(torch.isfinite(torch.tensor(v)) for v in rank["metrics"].values())
+        for part in ("actor", "critic", "value_head"):
+            assert rank["after"][part] != rank["before"][part], part
+    # response lengths are averaged over the ranks: (3 + 8) / 2
+    assert fsdp[0]["metrics"]["ppo/response_length"] == pytest.approx(5.5)
+    assert fsdp[0]["after"] == fsdp[1]["after"]
+    assert not ddp[0]["sharded"]
+    for part in ("actor", "critic", "value_head"):
+        torch.testing.assert_close(torch.tensor(fsdp[0]["after"][part]), torch.tensor(ddp[0]["after"][part]),
+                                   rtol=1e-4, atol=1e-6)
