@@ -1,0 +1,192 @@
+"""tl_lightning.evaluate: gold ceilings on the real benchmark files, the score / gold / run
+commands in-process, predictions-file checks and where generation stops."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tl_lightning.data.records import DataError
+from tl_lightning.evaluate import (
+    cut_after_call,
+    end_of_call,
+    gold_prediction,
+    load_items,
+    main,
+    read_predictions,
+    score_items,
+    summary,
+)
+
+BFCL = "BFCL_v3"
+EXEC = "BFCL_v3/unused_datasets/question"
+
+# (benchmark, file under shared/data, items, TS, PI, CF) when the gold answers are the predictions.
+GOLD_CEILINGS = [
+    # 8 items whose every candidate has empty arguments ({}): RoTBench fails such predictions.
+    ("rotbench", "RoTBench/First_Turn/clean.json", 105, 92.38, 92.38, 92.38),
+    ("toolalpaca", "ToolAlpaca/data/eval_real.json", 114, 100.0, 100.0, 100.0),
+    ("toolalpaca", "ToolAlpaca/data/eval_simulated.json", 100, 100.0, 100.0, 100.0),
+    ("bfcl", f"{BFCL}/BFCL_v3_simple.json", 400, 100.0, 100.0, 100.0),
+    ("bfcl", f"{BFCL}/BFCL_v3_multiple.json", 200, 100.0, 100.0, 100.0),
+    ("bfcl", f"{BFCL}/BFCL_v3_parallel.json", 200, 100.0, 100.0, 100.0),
+    ("bfcl", f"{BFCL}/BFCL_v3_parallel_multiple.json", 200, 100.0, 100.0, 100.0),
+    # exec_simple_93: price=[0.1, 10] for an array of float; BFCL checks list items strictly (no int).
+    ("bfcl", f"{EXEC}/BFCL_v3_exec_simple.json", 100, 100.0, 100.0, 99.0),
+    # exec_multiple_46: the same order_food call; exec_multiple_45: gold passes price, not in the
+    # schema, and a string for room_type, declared dict.
+    ("bfcl", f"{EXEC}/BFCL_v3_exec_multiple.json", 50, 100.0, 98.0, 96.0),
+    ("bfcl", f"{EXEC}/BFCL_v3_exec_parallel.json", 50, 100.0, 100.0, 100.0),
+    ("bfcl", f"{EXEC}/BFCL_v3_exec_parallel_multiple.json", 40, 100.0, 100.0, 100.0),
+]
+EXPLAINED_FAILURES = {"exec_simple_93": "cf", "exec_multiple_46": "cf", "exec_multiple_45": "pi"}
+
+
+@pytest.mark.parametrize("benchmark,relpath,n,ts,pi,cf", GOLD_CEILINGS, ids=[c[1].split("/")[-1] for c in GOLD_CEILINGS])
+def test_gold_answers_reach_the_benchmark_ceiling(shared_data, benchmark, relpath, n, ts, pi, cf):
+    items = load_items(benchmark, shared_data / relpath)
+    scores = score_items(benchmark, items, [gold_prediction(item) for item in items])
+    assert summary(benchmark, scores) == {"benchmark": benchmark, "n": n, "ts": ts, "pi": pi, "cf": cf}
+    for item, score in zip(items, scores):
+        if score.cf:
+            continue
+        if benchmark == "rotbench":  # the only RoTBench failures: no candidate with arguments
+            assert all(not calls[0].arguments for calls in item.gold), item.id
+        else:
+            level = EXPLAINED_FAILURES[item.id]
+            assert score.ts and (score.pi or level == "pi"), item.id
+
+
+def test_toolalpaca_items_are_first_gold_steps(shared_data):
+    items = load_items("toolalpaca", shared_data / "ToolAlpaca/data/eval_real.json")
+    multi = [item for item in items if len(item.trajectory.meta["gold_steps"]) > 1]
+    assert len(multi) == 20  # 13 + 6 + 1 instructions with 2, 3, 5 steps
+    for item in multi:
+        first = item.trajectory.meta["gold_steps"][0]
+        assert item.gold[0][0].name == first["name"]
+
+
+# ------------------------------------------------------------------ CLI in-process
+
+
+def _last_json_line(capsys) -> dict:
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def test_gold_then_score_round_trip(shared_data, tmp_path, capsys):
+    data = str(shared_data / "RoTBench/First_Turn/clean.json")
+    gold = tmp_path / "gold.jsonl"
+    written = main(["gold", "--benchmark", "rotbench", "--data", data, "--output", str(gold)])
+    assert _last_json_line(capsys) == written
+    lines = [json.loads(line) for line in gold.read_text().splitlines()]
+    assert len(lines) == 105 and set(lines[0]) == {"id", "prediction"}
+    scored = main(["score", "--benchmark", "rotbench", "--data", data, "--predictions", str(gold)])
+    assert _last_json_line(capsys) == scored == {"benchmark": "rotbench", "n": 105, "ts": 92.38, "pi": 92.38,
+                                                 "cf": 92.38}
+    # a prediction in another rendering scores the same; a wrong one loses the item
+    lines[0]["prediction"] = 'Thought: translate\nAction: get_translation_nllb\nAction Input: ' \
+                             '{"input_text": "See you later", "tgt_lang": "jpn_Jpan", "src_lang": "eng_Latn", "max_length": "7"}'
+    lines[1]["prediction"] = "I cannot help with that."
+    edited = tmp_path / "edited.jsonl"
+    edited.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    main(["score", "--benchmark", "rotbench", "--data", data, "--predictions", str(edited)])
+    assert _last_json_line(capsys)["ts"] == round(100 * 96 / 105, 2)
+
+
+def test_score_checks_ids_and_count(shared_data, tmp_path):
+    items = load_items("toolalpaca", shared_data / "ToolAlpaca/data/eval_real.json", limit=3)
+    path = tmp_path / "p.jsonl"
+    path.write_text("".join(json.dumps({"id": i.id, "prediction": "x()"}) + "\n" for i in items))
+    assert read_predictions(path, items) == ["x()"] * 3
+    path.write_text("".join(json.dumps({"prediction": "x()"}) + "\n" for _ in items))  # ids are optional
+    assert len(read_predictions(path, items)) == 3
+    swapped = [items[1], items[0], items[2]]
+    path.write_text("".join(json.dumps({"id": i.id, "prediction": "x()"}) + "\n" for i in swapped))
+    with pytest.raises(DataError, match="data file's order"):
+        read_predictions(path, items)
+    with pytest.raises(DataError, match="2 predictions for 3"):
+        path.write_text('{"prediction": "a()"}\n{"prediction": "b()"}\n')
+        read_predictions(path, items)
+    with pytest.raises(DataError, match="string 'prediction'"):
+        path.write_text('{"prediction": 1}\n' * 3)
+        read_predictions(path, items)
+
+
+# ------------------------------------------------------------------ where generation stops
+
+
+@pytest.mark.parametrize("text,answer", [
+    ('search(q="x")</s> and more', 'search(q="x")'),
+    ('<tool_call>\n{"name": "f", "arguments": {}}\n</tool_call><|im_end|>', '<tool_call>\n{"name": "f", "arguments": {}}\n</tool_call>'),
+    ('search(q="x")\nsearch(q="y")\n', 'search(q="x")'),
+    ('Thought: look it up\nAction: search\nAction Input: {"q": "x"}\nObservation: ...',
+     'Thought: look it up\nAction: search\nAction Input: {"q": "x"}'),
+    ('Action: search\nAction Input: {\n  "q": "x"\n}\nmore', 'Action: search\nAction Input: {\n  "q": "x"\n}'),
+])
+def test_answers_end_after_the_call(text, answer):
+    assert cut_after_call(text) == answer
+
+
+def test_unfinished_answers_go_on():
+    assert end_of_call('search(q="x"') is None
+    assert end_of_call("Thought: I should search\nAction: sea") is None
+    assert end_of_call('search(q="x")') is None  # no newline yet: more text may follow
+    # parallel calls (BFCL) only end at an end marker
+    assert end_of_call('f(a=1)\ng(b=2)\n', stop_at_newline=False) is None
+    assert cut_after_call('f(a=1)\ng(b=2)</s>', stop_at_newline=False) == "f(a=1)\ng(b=2)"
+
+
+# ------------------------------------------------------------------ run (generation)
+
+
+@pytest.mark.slow
+def test_run_with_tiny_llama_writes_predictions_and_reports(shared_data, tmp_path, capsys):
+    out = tmp_path / "eval"
+    result = main(["run", "--benchmark", "toolalpaca", "--data", str(shared_data / "ToolAlpaca/data/eval_real.json"),
+                   "--model", "tiny-llama", "--limit", "4", "--batch_size", "3", "--max_new_tokens", "8",
+                   "--output_dir", str(out)])
+    assert _last_json_line(capsys) == result
+    assert result["benchmark"] == "toolalpaca" and result["n"] == 4
+    lines = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    items = load_items("toolalpaca", shared_data / "ToolAlpaca/data/eval_real.json", limit=4)
+    assert [line["id"] for line in lines] == [item.id for item in items]
+    report = json.loads((out / "report.json").read_text())
+    assert {k: report[k] for k in result} == result
+    assert report["settings"]["model"] == "tiny-llama" and len(report["items"]) == 4
+    assert "| 4 |" in (out / "report.md").read_text()
+    # the written predictions score to the same figures
+    main(["score", "--benchmark", "toolalpaca", "--data", str(shared_data / "ToolAlpaca/data/eval_real.json"),
+          "--limit", "4", "--predictions", str(out / "predictions.jsonl")])
+    assert _last_json_line(capsys) == result
+    # a PKTModule checkpoint of the same weights generates the same answers
+    import lightning.pytorch as pl
+
+    from tl_lightning.pkt import PKTModule
+
+    module = PKTModule(model_name="tiny-llama")
+    module.configure_model()
+    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, max_steps=0)
+    trainer.strategy.connect(module)
+    trainer.save_checkpoint(tmp_path / "tiny.ckpt")
+    main(["run", "--benchmark", "toolalpaca", "--data", str(shared_data / "ToolAlpaca/data/eval_real.json"),
+          "--ckpt_path", str(tmp_path / "tiny.ckpt"), "--limit", "2", "--max_new_tokens", "8",
+          "--output_dir", str(tmp_path / "from_ckpt")])
+    from_ckpt = [json.loads(line) for line in (tmp_path / "from_ckpt" / "predictions.jsonl").read_text().splitlines()]
+    assert from_ckpt == lines[:2]
+
+
+@pytest.mark.slow
+def test_train_py_test_with_an_eval_config(shared_data, tmp_path):
+    from tl_lightning.cli import main as cli_main
+
+    config = Path(__file__).resolve().parents[1] / "configs" / "eval" / "toolalpaca.yaml"
+    cli = cli_main(["test", "--config", str(config), f"--trainer.default_root_dir={tmp_path}",
+                    "--trainer.accelerator=cpu", "--trainer.limit_test_batches=1",
+                    "--model.init_args.model_name=tiny-llama", "--model.init_args.max_new_tokens=4",
+                    f"--data.data_path={shared_data / 'ToolAlpaca/data/eval_real.json'}", "--data.batch_size=2"])
+    metrics = cli.trainer.callback_metrics
+    assert {"test/ts", "test/pi", "test/cf"} <= set(metrics)
+    assert 0.0 <= float(metrics["test/cf"]) <= float(metrics["test/pi"]) <= float(metrics["test/ts"]) <= 100.0
+    assert cli.model.tool_metrics.total.item() == 0  # reset after the epoch

@@ -1,0 +1,463 @@
+"""Evaluate tool calling on RoTBench, ToolAlpaca and BFCL: TS / PI / CF (``metrics.py``).
+
+Commands (``python -m tl_lightning.evaluate ...``; each prints one JSON object
+``{"benchmark", "n", "ts", "pi", "cf"}``, percentages with two decimals, as its LAST line):
+
+- ``score --benchmark B --data PATH --predictions P.jsonl``: score a predictions file, one line
+  ``{"id", "prediction"}`` per benchmark item in the data file's order (``id`` checked when
+  present), the prediction in any rendering ``calls.parse_calls`` reads.
+- ``run --benchmark B --data PATH --model M [--ckpt_path C] [--prompt_format F] ...``: render the
+  prompts in the training format, generate greedily in batches, write ``predictions.jsonl``,
+  ``report.json`` and ``report.md`` into ``--output_dir``, and score.
+- ``gold --benchmark B --data PATH --output P.jsonl``: write the gold answers as a predictions
+  file; scoring it gives the most the benchmark's own rules allow (below 100 where gold answers
+  break them, e.g. RoTBench gold calls with empty arguments).
+
+An item is one gold assistant turn of a trajectory read by ``data.sources.read_trajectories``:
+the LAST assistant turn (RoTBench, BFCL), or the FIRST one for ToolAlpaca (its first gold step).
+``generate_calls`` is the batched generation step shared with a LightningModule ``test_step``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+
+from tl_lightning.calls import END_MARKERS, ParseFailure, format_call, parse_call, parse_calls
+from tl_lightning.data.records import DataError, ToolCall, ToolSpec, Trajectory
+from tl_lightning.metrics import (
+    BENCHMARKS,
+    BfclAnswer,
+    ItemScore,
+    ToolCallMetrics,
+    bfcl_reference_calls,
+    is_bfcl_answer,
+    score_item,
+)
+
+DEFAULT_PROMPT_FORMAT = "codellama"
+
+
+# ---------------------------------------------------------------------------------------------
+# items
+
+
+@dataclass(frozen=True)
+class EvalItem:
+    """One scored turn: ``trajectory.messages[turn]`` is the gold assistant turn; the prompt is
+    everything before it."""
+
+    trajectory: Trajectory
+    turn: int
+
+    @property
+    def id(self) -> str:
+        return self.trajectory.id
+
+    @property
+    def gold(self) -> tuple[tuple[ToolCall, ...], ...]:
+        """Every acceptable call set of the gold turn."""
+        return self.trajectory.messages[self.turn].acceptable()
+
+    @property
+    def tools(self) -> tuple[ToolSpec, ...]:
+        return self.trajectory.tools
+
+    @property
+    def bfcl_ground_truth(self) -> BfclAnswer | None:
+        return self.trajectory.meta.get("bfcl_ground_truth")
+
+    @property
+    def scenario(self) -> str | None:
+        return self.trajectory.meta.get("scenario")
+
+
+def gold_turn_index(traj: Trajectory, benchmark: str) -> int:
+    """The message index of the scored assistant turn: ToolAlpaca's first gold step, otherwise
+    the last assistant turn."""
+    turns = traj.assistant_turns()
+    if not turns:
+        raise DataError("no assistant turn, so no gold answer to score", record_id=traj.id)
+    return turns[0] if benchmark == "toolalpaca" else turns[-1]
+
+
+def load_items(benchmark: str, data_path: str | Path, limit: int | None = None) -> list[EvalItem]:
+    """The benchmark items of ``data_path`` in file order (the first ``limit`` when given)."""
+    from tl_lightning.data.sources import read_trajectories
+
+    if benchmark not in BENCHMARKS:
+        raise ValueError(f"unknown benchmark {benchmark!r} (expected one of {BENCHMARKS})")
+    trajectories = read_trajectories(str(data_path), format=benchmark)
+    if limit is not None:
+        trajectories = trajectories[:limit]
+    return [EvalItem(t, gold_turn_index(t, benchmark)) for t in trajectories]
+
+
+def gold_prediction(item: EvalItem) -> str:
+    """The gold answer as a prediction (python form, one call per line): the first acceptable
+    call set, or for BFCL the reference calls of its acceptable-value lists."""
+    calls = item.gold[0]
+    if is_bfcl_answer(item.bfcl_ground_truth):
+        calls = bfcl_reference_calls(item.bfcl_ground_truth, item.tools)
+    return "\n".join(format_call(call) for call in calls)
+
+
+def read_predictions(path: str | Path, items: Sequence[EvalItem]) -> list[str]:
+    """The ``prediction`` of each line of a JSONL file, checked against ``items`` (count, order
+    by ``id`` when present)."""
+    lines = [line for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    if len(lines) != len(items):
+        raise DataError(f"{len(lines)} predictions for {len(items)} benchmark items (one line per item, "
+                        "in the data file's order)", source=str(path))
+    predictions = []
+    for index, (line, item) in enumerate(zip(lines, items)):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"not JSON: {e}", source=str(path), index=index) from None
+        if not isinstance(record, dict) or not isinstance(record.get("prediction"), str):
+            raise DataError("each line must be an object with a string 'prediction'", source=str(path),
+                            index=index, field="prediction")
+        if "id" in record and str(record["id"]) != item.id:
+            raise DataError(f"id {record['id']!r} where the data file has {item.id!r} (predictions must "
+                            "follow the data file's order)", source=str(path), index=index, field="id")
+        predictions.append(record["prediction"])
+    return predictions
+
+
+def write_predictions(path: str | Path, items: Sequence[EvalItem], predictions: Sequence[str]) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        for item, prediction in zip(items, predictions):
+            f.write(json.dumps({"id": item.id, "prediction": prediction}, ensure_ascii=False) + "\n")
+
+
+# ---------------------------------------------------------------------------------------------
+# scoring
+
+
+def score_items(benchmark: str, items: Sequence[EvalItem], predictions: Sequence[str]) -> list[ItemScore]:
+    return [score_item(benchmark, p, item.gold, item.tools, item.bfcl_ground_truth)
+            for item, p in zip(items, predictions)]
+
+
+def percentages(scores: Sequence[ItemScore]) -> dict[str, float]:
+    """TS / PI / CF in percent of ``len(scores)``, two decimals."""
+    n = max(len(scores), 1)
+    return {level: round(100.0 * sum(getattr(s, level) for s in scores) / n, 2) for level in ("ts", "pi", "cf")}
+
+
+def summary(benchmark: str, scores: Sequence[ItemScore]) -> dict[str, Any]:
+    """The one-line result: ``{"benchmark", "n", "ts", "pi", "cf"}``."""
+    return {"benchmark": benchmark, "n": len(scores), **percentages(scores)}
+
+
+def by_scenario(items: Sequence[EvalItem], scores: Sequence[ItemScore]) -> dict[str, dict[str, Any]]:
+    """Per-scenario figures (RoTBench's TG/RS/DU/... split), empty when items carry no scenario."""
+    groups: dict[str, list[ItemScore]] = {}
+    for item, score in zip(items, scores):
+        if item.scenario is not None:
+            groups.setdefault(str(item.scenario), []).append(score)
+    return {name: {"n": len(group), **percentages(group)} for name, group in sorted(groups.items())}
+
+
+# ---------------------------------------------------------------------------------------------
+# generation
+
+
+# Text that ends an assistant turn: the chat formats' end markers, and the start of the next turn
+# (a model that skips the end marker goes on with "\nUser: ..." in the paper's format).
+TURN_END_MARKERS = END_MARKERS + ("<|im_start|>", "\nUser:", "\nOutput:", "\nSystem:", "\nAssistant:")
+
+
+def end_of_call(text: str, stop_at_newline: bool = True) -> int | None:
+    """Where the answer in generated ``text`` ends, or ``None`` while it goes on: at the first
+    ``TURN_END_MARKERS`` (``</s>``, ``<|im_end|>``, ``\\nUser:``, ...), or, with ``stop_at_newline``,
+    at the first newline that follows a complete call (``parse_call`` reads the text before it,
+    and no ``<tool_call>`` block is left open).
+    Parallel calls (BFCL) span several lines: there only the markers end the answer."""
+    marker_at = min((i for i in (text.find(m) for m in TURN_END_MARKERS) if i >= 0), default=None)
+    head = text if marker_at is None else text[:marker_at]
+    if stop_at_newline:
+        newline = head.find("\n")
+        while newline >= 0:
+            line_head = head[:newline]
+            inside_block = line_head.count("<tool_call>") > line_head.count("</tool_call>")
+            if line_head.strip() and not inside_block and not isinstance(parse_call(line_head), ParseFailure):
+                return newline
+            newline = head.find("\n", newline + 1)
+    return marker_at
+
+
+def cut_after_call(text: str, stop_at_newline: bool = True) -> str:
+    """``text`` up to the end of its answer (see ``end_of_call``), stripped."""
+    end = end_of_call(text, stop_at_newline)
+    return (text if end is None else text[:end]).strip()
+
+
+def _stop_when_call_complete(tokenizer, prompt_length: int, stop_at_newline: bool):
+    """A transformers ``StoppingCriteria`` that finishes each row once its answer ended."""
+    from transformers import StoppingCriteria
+
+    class CallComplete(StoppingCriteria):
+        def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
+            texts = tokenizer.batch_decode(input_ids[:, prompt_length:], skip_special_tokens=True)
+            done = [end_of_call(t, stop_at_newline) is not None for t in texts]
+            return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+    return CallComplete()
+
+
+def generate_calls(model, tokenizer, input_ids, attention_mask, max_new_tokens: int = 128,
+                   stop_at_newline: bool = True) -> list[str]:
+    """Greedy completions of a LEFT-padded prompt batch, cut after the call.
+
+    Args:
+        input_ids, attention_mask: (B, P) long tensors, prompts padded on the left.
+        stop_at_newline: also stop a row at a newline after a complete call (single-call
+            benchmarks); eos / end markers always stop it.
+    Returns: B strings, the generated answers (``cut_after_call``).
+    """
+    prompt_length = input_ids.shape[1]
+    with torch.no_grad():
+        generated = model.generate(
+            input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=max_new_tokens,
+            do_sample=False, use_cache=True, pad_token_id=tokenizer.pad_token_id,
+            stopping_criteria=[_stop_when_call_complete(tokenizer, prompt_length, stop_at_newline)])
+    texts = tokenizer.batch_decode(generated[:, prompt_length:], skip_special_tokens=True)
+    return [cut_after_call(t, stop_at_newline) for t in texts]
+
+
+def render_prompts(items: Sequence[EvalItem], tokenizer, prompt_format: str) -> list[str]:
+    """Each item's conversation before the gold turn plus the assistant generation prompt, in the
+    training prompt format."""
+    from tl_lightning.data.render import render_prompt
+
+    return [render_prompt(item.trajectory, item.turn, prompt_format=prompt_format, tokenizer=tokenizer)
+            for item in items]
+
+
+def generate_predictions(model, tokenizer, prompts: Sequence[str], batch_size: int = 16,
+                         max_new_tokens: int = 128, stop_at_newline: bool = True,
+                         progress: bool = True) -> list[str]:
+    """Answers for ``prompts`` (same order), generated in batches of similar length (less
+    padding); a tqdm bar counts prompts."""
+    from tqdm import tqdm
+
+    from tl_lightning.data.tokenize import encode_prompt
+
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    tokenizer.padding_side = "left"
+    device = next(model.parameters()).device
+    encoded = [encode_prompt(p, tokenizer) for p in prompts]  # token for token as in training
+    order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
+    answers: list[str] = [""] * len(prompts)
+    with tqdm(total=len(prompts), desc="generate", unit="prompt", disable=not progress, file=sys.stderr) as bar:
+        for start in range(0, len(order), batch_size):
+            rows = order[start:start + batch_size]
+            batch = tokenizer.pad({"input_ids": [encoded[i] for i in rows]}, return_tensors="pt")
+            texts = generate_calls(model, tokenizer, batch["input_ids"].to(device),
+                                   batch["attention_mask"].to(device), max_new_tokens, stop_at_newline)
+            for i, text in zip(rows, texts):
+                answers[i] = text
+            bar.update(len(rows))
+    return answers
+
+
+def load_for_generation(model: str, ckpt_path: str | None = None, dtype: str = "float32"):
+    """``(model, tokenizer, checkpoint prompt format or None)``: a PKTModule checkpoint when
+    ``ckpt_path`` is given, else ``model`` (built-in name, HF id or exported folder)."""
+    from tl_lightning.modeling import load_model, load_tokenizer
+
+    prompt_format = None
+    if ckpt_path:
+        from tl_lightning.pkt import PKTModule
+
+        module = PKTModule.load_from_checkpoint(ckpt_path, map_location="cpu")
+        net, tokenizer = module.model, module.tokenizer
+        checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        prompt_format = (checkpoint.get("datamodule_hyper_parameters") or {}).get("prompt_format")
+    else:
+        net, tokenizer = load_model(model, dtype=dtype), load_tokenizer(model)
+    net.eval()
+    if torch.cuda.is_available():
+        net.to("cuda")
+    return net, tokenizer, prompt_format
+
+
+# ---------------------------------------------------------------------------------------------
+# the same through Lightning: python train.py test --config configs/eval/<benchmark>.yaml
+
+
+class ToolCallEvaluator(pl.LightningModule):
+    """Generate and score TS / PI / CF on ``ToolUseDataModule(stage="eval")`` batches, so that
+    ``python train.py test --config configs/eval/rotbench.yaml`` gives ``run``'s figures (logged
+    as ``test/ts``, ``test/pi``, ``test/cf``) on any devices / strategy Lightning offers.
+
+    Args:
+        benchmark: ``rotbench``, ``toolalpaca`` or ``bfcl`` (BFCL batches must carry
+            ``bfcl_ground_truth``: its acceptable-value lists).
+        model_name: built-in name, HF id or exported folder; ignored with ``pkt_checkpoint``.
+        pkt_checkpoint: a ``PKTModule`` checkpoint to evaluate (its model, LoRA and tokenizer).
+        dtype: weights dtype for ``model_name``; max_new_tokens: generation length.
+    """
+
+    def __init__(self, benchmark: str, model_name: str = "smollm2-135m-instruct", pkt_checkpoint: str | None = None,
+                 dtype: str = "float32", max_new_tokens: int = 128) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.tool_metrics = ToolCallMetrics(benchmark)
+        self.model = None
+        self._tokenizer = None
+
+    @property
+    def tokenizer(self):
+        """The evaluated model's tokenizer (the DataModule's ``connect`` takes it)."""
+        if self._tokenizer is None:
+            from tl_lightning.modeling import load_tokenizer
+
+            name = self.hparams.model_name
+            if self.hparams.pkt_checkpoint:
+                checkpoint = torch.load(self.hparams.pkt_checkpoint, map_location="cpu", weights_only=False)
+                name = checkpoint["hyper_parameters"]["model_name"]
+            self._tokenizer = load_tokenizer(name)
+        return self._tokenizer
+
+    def configure_model(self) -> None:
+        if self.model is not None:
+            return
+        if self.hparams.pkt_checkpoint:
+            from tl_lightning.pkt import PKTModule
+
+            self.model = PKTModule.load_from_checkpoint(self.hparams.pkt_checkpoint, map_location="cpu").model
+        else:
+            from tl_lightning.modeling import load_model
+
+            self.model = load_model(self.hparams.model_name, dtype=self.hparams.dtype)
+
+    def transfer_batch_to_device(self, batch: dict, device, dataloader_idx: int) -> dict:
+        # Only the tensors move; Lightning's default walks into the frozen ToolCall / ToolSpec
+        # dataclasses of gold and tools and fails on them.
+        return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        benchmark = self.hparams.benchmark
+        if "labels" in batch:
+            raise ValueError("ToolCallEvaluator needs prompt batches: set data.stage to 'eval'")
+        if benchmark == "bfcl" and "bfcl_ground_truth" not in batch:
+            raise ValueError("BFCL scoring needs the acceptable-value lists: eval batches must carry "
+                             "'bfcl_ground_truth' (Trajectory.meta['bfcl_ground_truth'] per prompt)")
+        texts = generate_calls(self.model, self.tokenizer, batch["input_ids"], batch["attention_mask"],
+                               self.hparams.max_new_tokens, stop_at_newline=benchmark != "bfcl")
+        self.tool_metrics.update(texts, batch["gold"], batch["tools"], batch.get("bfcl_ground_truth"))
+
+    def on_test_epoch_end(self) -> None:
+        # compute() sums the states of all processes; every rank logs the same global figures
+        self.log_dict({f"test/{name}": value for name, value in self.tool_metrics.compute().items()})
+        self.tool_metrics.reset()
+
+
+# ---------------------------------------------------------------------------------------------
+# reports
+
+
+def write_report(output_dir: Path, result: dict[str, Any], items: Sequence[EvalItem],
+                 predictions: Sequence[str], scores: Sequence[ItemScore], settings: dict[str, Any]) -> None:
+    """``report.json`` (result, settings, per-scenario and per-item scores) and ``report.md``."""
+    scenarios = by_scenario(items, scores)
+    unparsable = sum(isinstance(parse_calls(p), ParseFailure) for p in predictions)
+    report = {**result, "settings": settings, "unparsable_predictions": unparsable, "by_scenario": scenarios,
+              "items": [{"id": i.id, "ts": s.ts, "pi": s.pi, "cf": s.cf} for i, s in zip(items, scores)]}
+    (output_dir / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    lines = [f"# {result['benchmark']}: TS / PI / CF", "",
+             "| items | TS | PI | CF |", "|---|---|---|---|",
+             f"| {result['n']} | {result['ts']:.2f} | {result['pi']:.2f} | {result['cf']:.2f} |", ""]
+    if scenarios:
+        lines += ["| scenario | items | TS | PI | CF |", "|---|---|---|---|---|"]
+        lines += [f"| {name} | {r['n']} | {r['ts']:.2f} | {r['pi']:.2f} | {r['cf']:.2f} |"
+                  for name, r in scenarios.items()]
+        lines.append("")
+    lines.append(f"Predictions without a parseable call: {unparsable} of {len(predictions)}.")
+    lines += ["", "## Settings", ""] + [f"- {k}: `{v}`" for k, v in settings.items()]
+    (output_dir / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+# ---------------------------------------------------------------------------------------------
+# command line
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m tl_lightning.evaluate", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, text in (("score", "score a predictions file"), ("run", "generate with a model, then score"),
+                       ("gold", "write the gold answers as a predictions file, then score it")):
+        sub = commands.add_parser(name, help=text)
+        sub.add_argument("--benchmark", required=True, choices=BENCHMARKS)
+        sub.add_argument("--data", required=True, help="benchmark file (BFCL: the question file)")
+        sub.add_argument("--limit", type=int, default=None, help="only the first N items")
+        if name == "score":
+            sub.add_argument("--predictions", required=True, help="JSONL, one {id, prediction} per item")
+        if name == "gold":
+            sub.add_argument("--output", required=True, help="where to write the predictions JSONL")
+        if name == "run":
+            sub.add_argument("--model", default="smollm2-135m-instruct",
+                             help="built-in name, HF id or exported folder (tokenizer too)")
+            sub.add_argument("--ckpt_path", default=None, help="a PKTModule checkpoint (.ckpt)")
+            sub.add_argument("--prompt_format", default=None,
+                             help=f"prompt format (default: the checkpoint's, else {DEFAULT_PROMPT_FORMAT})")
+            sub.add_argument("--dtype", default="float32")
+            sub.add_argument("--batch_size", type=int, default=16)
+            sub.add_argument("--max_new_tokens", type=int, default=128)
+            sub.add_argument("--output_dir", default="eval_output")
+    return parser
+
+
+def _run(args: argparse.Namespace, items: list[EvalItem]) -> tuple[list[str], dict[str, Any]]:
+    started = time.perf_counter()
+    model, tokenizer, ckpt_format = load_for_generation(args.model, args.ckpt_path, args.dtype)
+    prompt_format = args.prompt_format or ckpt_format or DEFAULT_PROMPT_FORMAT
+    prompts = render_prompts(items, tokenizer, prompt_format)
+    generation_started = time.perf_counter()
+    predictions = generate_predictions(model, tokenizer, prompts, args.batch_size, args.max_new_tokens,
+                                       stop_at_newline=args.benchmark != "bfcl")
+    finished = time.perf_counter()
+    settings = {"data": args.data, "model": args.model, "ckpt_path": args.ckpt_path,
+                "prompt_format": prompt_format, "dtype": args.dtype, "batch_size": args.batch_size,
+                "max_new_tokens": args.max_new_tokens, "limit": args.limit,
+                "device": str(next(model.parameters()).device),
+                "wall_s": round(finished - started, 1), "generation_s": round(finished - generation_started, 1)}
+    return predictions, settings
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    args = _parser().parse_args(argv)
+    items = load_items(args.benchmark, args.data, args.limit)
+    if args.command == "score":
+        predictions = read_predictions(args.predictions, items)
+    elif args.command == "gold":
+        predictions = [gold_prediction(item) for item in items]
+        write_predictions(args.output, items, predictions)
+    else:
+        predictions, settings = _run(args, items)
+    scores = score_items(args.benchmark, items, predictions)
+    result = summary(args.benchmark, scores)
+    if args.command == "run":
+        output_dir = Path(args.output_dir)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        write_predictions(output_dir / "predictions.jsonl", items, predictions)
+        write_report(output_dir, result, items, predictions, scores, settings)
+    print(json.dumps(result), flush=True)
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,385 @@
+"""TS / PI / CF: tool selection, parameter identification, content filling, per benchmark rules.
+
+Each benchmark item has one prediction (generated text, in any rendering ``calls.parse_calls``
+reads) and gold answers; a pure scorer turns them into three pass/fail flags, always nested
+(CF implies PI implies TS). ``ToolCallMetrics`` is the torchmetrics wrapper: it sums the flags in
+tensor states reduced with ``sum``, so the figures are exact over DDP / FSDP processes.
+
+Rules:
+
+- ``rotbench`` (RoTBench ``Code/Evaluation/evaluate.py``, version 0): a prediction that does not
+  parse as one call, or whose arguments are empty, fails all three. Gold is a list of candidate
+  calls; the item passes a level when SOME candidate passes it. TS: same tool name (a prediction
+  named literally ``finish`` also matches a candidate that calls the last tool of the list,
+  whatever that tool is named). PI: TS and exactly the same argument keys. CF: PI and equal
+  arguments after deleting, from both, the keys whose gold value is the string ``"None"``; when
+  the candidate calls one of the last two tools of the list (finish, ask_to_user: by POSITION,
+  since the noisy variants rename them) CF = PI.
+  What is compared: the native scorer ``json.loads`` the ReAct ``Action Input`` and compares dicts
+  with Python ``==``. We parse any rendering with ``parse_call`` and compare
+  ``normalize_value(pred) == normalize_value(gold)`` (the JSON round trip), which is the same
+  comparison: ``"5" != 5`` (types matter), ``5 == 5.0`` (as in Python and in the native scorer).
+- ``toolalpaca``: one step per instruction (the first gold step) scored with the rotbench rules,
+  with two exceptions. (1) No last-two-tools rule: ToolAlpaca's tool lists end with real APIs,
+  not finish / ask_to_user, so contents are always compared. (2) Empty arguments do not fail:
+  17 of the 114 eval_real first steps call an API without arguments (``getAllFruits({})``), so
+  under RoTBench's empty-arguments rule no model could pass more than 97/114 = 85.09 TS, yet the
+  paper reports 87.72 and 88.60 TS on this set: its re-scoring cannot have applied that rule.
+- ``bfcl`` (BFCL v3 ``ast_checker.py``, Python): the prediction is a list of calls
+  (``parse_calls``) matched one-to-one, in any order, against the expected calls (so ``simple``
+  and ``multiple`` need exactly one call). Per call: name; parameter set (every ``required``
+  parameter present, no parameter outside the schema or outside the answer, every answer
+  parameter present unless its acceptable list holds ``""``); values (type check with int
+  accepted for float; value within the acceptable list, strings compared after BFCL's
+  normalisation). TS = the right functions (a name-preserving matching exists), PI = the right
+  parameter sets too, CF = BFCL's full pass. Where BFCL matches greedily, we find a perfect
+  matching if one exists (greedy can miss one when one prediction fits two expected calls).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import torch
+from torchmetrics import Metric
+
+from tl_lightning.calls import ParseFailure, normalize_value, parse_call, parse_calls
+from tl_lightning.data.records import ToolCall, ToolSpec
+
+BENCHMARKS = ("rotbench", "toolalpaca", "bfcl")
+
+# BFCL ground truth: one dict per expected call, ``{function_name: {param: [acceptable values]}}``.
+BfclAnswer = list[dict[str, dict[str, list[Any]]]]
+
+
+class ItemScore(NamedTuple):
+    """Pass/fail of one item at each level; always ``cf <= pi <= ts``."""
+
+    ts: bool
+    pi: bool
+    cf: bool
+
+
+FAILED = ItemScore(False, False, False)
+
+
+# ---------------------------------------------------------------------------------------------
+# RoTBench / ToolAlpaca
+
+
+def _single_call_candidates(gold: Sequence[ToolCall] | Sequence[Sequence[ToolCall]]) -> list[ToolCall]:
+    """Gold candidates as single calls: accepts a list of calls or ``Message.acceptable()`` (call
+    sets; a set's first call is its candidate, as these benchmarks score one step)."""
+    candidates = []
+    for entry in gold:
+        if isinstance(entry, ToolCall):
+            candidates.append(entry)
+        elif entry:
+            candidates.append(entry[0])
+    return candidates
+
+
+def _rotbench_rules(prediction: str, gold: Sequence, tools: Sequence[ToolSpec],
+                    content_free: frozenset[str], empty_arguments_fail: bool) -> ItemScore:
+    """The RoTBench scoring of one item; ``content_free``: candidate tool names whose values are
+    not compared (CF = PI); ``empty_arguments_fail``: a call without arguments fails all three."""
+    pred = parse_call(prediction)
+    if isinstance(pred, ParseFailure) or (empty_arguments_fail and not pred.arguments):
+        return FAILED
+    last_tool = tools[-1].name if tools else None
+    pred_args = normalize_value(pred.arguments)
+    best = FAILED
+    for cand in _single_call_candidates(gold):
+        same_name = pred.name == cand.name or (pred.name == "finish" and cand.name == last_tool)
+        if not same_name:
+            continue
+        gold_args = normalize_value(cand.arguments)
+        same_keys = set(gold_args) == set(pred_args)
+        if not same_keys:
+            best = max(best, ItemScore(True, False, False))
+            continue
+        if cand.name in content_free:
+            return ItemScore(True, True, True)
+        ignored = {k for k, v in gold_args.items() if v == "None"}
+        same_values = ({k: v for k, v in gold_args.items() if k not in ignored}
+                       == {k: v for k, v in pred_args.items() if k not in ignored})
+        if same_values:
+            return ItemScore(True, True, True)
+        best = max(best, ItemScore(True, True, False))
+    return best
+
+
+def score_rotbench(prediction: str, gold_candidates: Sequence, tools: Sequence[ToolSpec]) -> ItemScore:
+    """RoTBench's TS/PI/CF of one prediction against its candidate calls (see the module doc).
+    ``tools`` in list order: the last two are finish and ask_to_user."""
+    content_free = frozenset(t.name for t in tools[-2:])
+    return _rotbench_rules(prediction, gold_candidates, tools, content_free, empty_arguments_fail=True)
+
+
+def score_toolalpaca(prediction: str, gold_candidates: Sequence, tools: Sequence[ToolSpec]) -> ItemScore:
+    """ToolAlpaca's first gold step scored with the RoTBench rules, except that all contents are
+    compared and a call without arguments is a call like any other (see the module doc)."""
+    return _rotbench_rules(prediction, gold_candidates, tools, frozenset(), empty_arguments_fail=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# BFCL
+
+# BFCL's Python type names; JSON-schema names too, for tool lists converted to that convention.
+_BFCL_TYPES: dict[str, type] = {
+    "string": str, "integer": int, "float": float, "number": float, "boolean": bool,
+    "array": list, "tuple": list, "dict": dict, "object": dict, "any": str,
+}
+_BFCL_STRIP = re.compile(r"[ ,./\-_*^]")
+
+
+def bfcl_normalize_string(text: str) -> str:
+    """BFCL's string normalisation: drop spaces and ``,./-_*^``, lowercase, ``'`` -> ``"``."""
+    return _BFCL_STRIP.sub("", text).lower().replace("'", '"')
+
+
+def _normalized(value: Any) -> Any:
+    return bfcl_normalize_string(value) if isinstance(value, str) else value
+
+
+def _answer_type(acceptable: list[Any]) -> type | None:
+    """The type of the first acceptable value that is not ``""`` (the omission marker)."""
+    return next((type(v) for v in acceptable if v != ""), None)
+
+
+def _element_type_ok(element: Any, items_type: type, answer_list: list[Any]) -> bool:
+    return type(element) is items_type or type(element) is _answer_type(answer_list)
+
+
+def _bfcl_type_ok(value: Any, schema: dict[str, Any], acceptable: list[Any]) -> tuple[bool, bool]:
+    """(type accepted, value is a "variable"). BFCL accepts the schema's type, or the type of the
+    acceptable values when they differ from the schema (a variable name in place of a value);
+    list items are checked one level deep against the schema's ``items`` type."""
+    expected = _BFCL_TYPES.get(str(schema.get("type")))
+    answer_type = _answer_type(acceptable)
+    is_variable = expected is not None and answer_type is not None and answer_type is not expected
+    if expected is None:  # a type BFCL does not know: nothing to check
+        return True, False
+    if type(value) is expected:
+        items_type = _BFCL_TYPES.get(str((schema.get("items") or {}).get("type")))
+        if expected is not list or items_type is None:
+            return True, is_variable
+        nested_ok = any(not isinstance(answer, list)
+                        or all(_element_type_ok(e, items_type, answer) for e in value)
+                        for answer in acceptable)
+        return nested_ok, is_variable
+    return answer_type is not None and type(value) is answer_type, True
+
+
+def _bfcl_dict_ok(value: dict, acceptable: list[Any]) -> bool:
+    """A dict value: some acceptable dict has every key of ``value`` with an accepted value, and
+    every key of it that may not be omitted is present."""
+    for answer in acceptable:
+        if not isinstance(answer, dict):
+            continue
+        keys_ok = all(k in answer and _normalized(v) in [_normalized(a) for a in answer[k]]
+                      for k, v in value.items())
+        if keys_ok and all(k in value or "" in v for k, v in answer.items()):
+            return True
+    return False
+
+
+def _bfcl_value_ok(value: Any, schema: dict[str, Any], acceptable: list[Any]) -> bool:
+    """One argument value against its schema and acceptable list, as BFCL's checker does."""
+    if schema.get("type") in ("float", "number") and type(value) is int:
+        value = float(value)
+    type_ok, is_variable = _bfcl_type_ok(value, schema, acceptable)
+    if not type_ok:
+        return False
+    if is_variable:
+        return value in acceptable
+    items = schema.get("items") or {}
+    if isinstance(value, dict):
+        return _bfcl_dict_ok(value, acceptable)
+    if isinstance(value, list) and _BFCL_TYPES.get(str(items.get("type"))) is dict:
+        return any(isinstance(answer, list) and len(answer) == len(value)
+                   and all(isinstance(v, dict) and _bfcl_dict_ok(v, [a]) for v, a in zip(value, answer))
+                   for answer in acceptable)
+    if isinstance(value, str):
+        return bfcl_normalize_string(value) in [bfcl_normalize_string(a) for a in acceptable
+                                                if isinstance(a, str)]
+    if isinstance(value, list):
+        normalized = [_normalized(v) for v in value]
+        return any(isinstance(answer, list) and normalized == [_normalized(a) for a in answer]
+                   for answer in acceptable)
+    return value in acceptable
+
+
+def _expected_calls(ground_truth: BfclAnswer, tools: Sequence[ToolSpec]) -> list[tuple[str, dict[str, list[Any]]]]:
+    """``(function name, {param: [acceptable]})`` per expected call. An answer may name a function
+    the list lacks (simple_363: ``find_closest`` for ``restaurant_search.find_closest``); with a
+    single function in the list, BFCL's simple checker takes the name from that function."""
+    names = {t.name for t in tools}
+    expected = []
+    for entry in ground_truth:
+        (name, answers), = entry.items()
+        if name not in names and len(tools) == 1:
+            name = tools[0].name
+        expected.append((name, answers))
+    return expected
+
+
+def _bfcl_call_level(pred: ToolCall, name: str, answers: dict[str, list[Any]],
+                     tools_by_name: dict[str, ToolSpec]) -> int:
+    """How far one predicted call gets against one expected call: 0 wrong function, 1 right
+    function, 2 right parameter set, 3 full pass."""
+    if pred.name != name:
+        return 0
+    tool = tools_by_name.get(name)
+    schema = tool.properties if tool else {}
+    required = tool.required if tool else []
+    args = pred.arguments
+    params_ok = (all(p in args for p in required)
+                 and all(p in schema and p in answers for p in args)
+                 and all(p in args or "" in acceptable for p, acceptable in answers.items()))
+    if not params_ok:
+        return 1
+    values_ok = all(_bfcl_value_ok(v, schema[p] or {}, list(answers[p])) for p, v in args.items())
+    return 3 if values_ok else 2
+
+
+def _has_perfect_matching(n: int, allowed: Callable[[int, int], bool]) -> bool:
+    """Whether predictions 0..n-1 can be paired one-to-one with expected calls 0..n-1 using only
+    pairs ``allowed(pred, expected)`` (augmenting paths; n is a handful)."""
+    owner: dict[int, int] = {}  # expected index -> prediction index
+
+    def place(p: int, seen: set[int]) -> bool:
+        for e in range(n):
+            if e not in seen and allowed(p, e):
+                seen.add(e)
+                if e not in owner or place(owner[e], seen):
+                    owner[e] = p
+                    return True
+        return False
+
+    return all(place(p, set()) for p in range(n))
+
+
+def score_bfcl(prediction: str, ground_truth: BfclAnswer, tools: Sequence[ToolSpec]) -> ItemScore:
+    """BFCL's AST check of one prediction (any number of calls) against ``ground_truth`` (one
+    ``{name: {param: [acceptable]}}`` per expected call); see the module doc for TS/PI/CF."""
+    preds = parse_calls(prediction)
+    if isinstance(preds, ParseFailure) or len(preds) != len(ground_truth):
+        return FAILED
+    tools_by_name = {t.name: t for t in tools}
+    expected = _expected_calls(ground_truth, tools)
+    levels = [[_bfcl_call_level(p, name, answers, tools_by_name) for name, answers in expected] for p in preds]
+    n = len(preds)
+    passed = [_has_perfect_matching(n, lambda p, e, lv=level: levels[p][e] >= lv) for level in (1, 2, 3)]
+    return ItemScore(*passed)
+
+
+def _first_accepted(acceptable: list[Any], schema: dict[str, Any]) -> Any:
+    """The first acceptable value that is not the omission marker ``""``, as a call would write
+    it: acceptable dicts (and lists of dicts) hold acceptable-value lists one level down too."""
+    value = next(v for v in acceptable if v != "")
+    items = schema.get("items") or {}
+    if _BFCL_TYPES.get(str(schema.get("type"))) is dict and isinstance(value, dict):
+        return _unwrap_answer_dict(value)
+    if _BFCL_TYPES.get(str(items.get("type"))) is dict and isinstance(value, list):
+        return [_unwrap_answer_dict(v) if isinstance(v, dict) else v for v in value]
+    return value
+
+
+def _unwrap_answer_dict(answer: dict[str, list[Any]]) -> dict[str, Any]:
+    return {k: next(v for v in values if v != "") for k, values in answer.items()
+            if isinstance(values, list) and any(v != "" for v in values)}
+
+
+def bfcl_reference_calls(ground_truth: BfclAnswer, tools: Sequence[ToolSpec]) -> list[ToolCall]:
+    """The calls a perfect model would write for ``ground_truth``: each parameter's first
+    acceptable value (dict values unwrapped), a parameter left out when it may be (``""``
+    acceptable) unless the schema requires it. BFCL's checker accepts them unless the answer
+    key contradicts the schema (gold scoring then shows the benchmark's own ceiling)."""
+    tools_by_name = {t.name: t for t in tools}
+    calls = []
+    for name, answers in _expected_calls(ground_truth, tools):
+        tool = tools_by_name.get(name)
+        schema, required = (tool.properties, tool.required) if tool else ({}, [])
+        arguments = {p: _first_accepted(acceptable, schema.get(p) or {})
+                     for p, acceptable in answers.items()
+                     if any(v != "" for v in acceptable) and ("" not in acceptable or p in required)}
+        calls.append(ToolCall(name, arguments))
+    return calls
+
+
+def bfcl_answer_from_calls(calls: Sequence[ToolCall]) -> BfclAnswer:
+    """A BFCL ground truth accepting exactly ``calls`` (each value its only acceptable value):
+    for items without acceptable-value lists (e.g. BFCL's exec_* call strings)."""
+    return [{c.name: {k: [v] for k, v in c.arguments.items()}} for c in calls]
+
+
+def is_bfcl_answer(ground_truth: Any) -> bool:
+    """Acceptable-value lists (``[{name: {param: [values]}}]``), as opposed to nothing or to the
+    call strings of BFCL's exec_* answers."""
+    return isinstance(ground_truth, list) and all(
+        isinstance(entry, dict) and len(entry) == 1 and all(isinstance(v, dict) for v in entry.values())
+        for entry in ground_truth)
+
+
+# ---------------------------------------------------------------------------------------------
+# one entry point, one Metric
+
+
+def score_item(benchmark: str, prediction: str, gold: Sequence, tools: Sequence[ToolSpec],
+               bfcl_ground_truth: BfclAnswer | None = None) -> ItemScore:
+    """Score one item. ``gold``: the gold turn's ``Message.acceptable()`` (call sets) or a list of
+    candidate calls; ``bfcl_ground_truth``: BFCL's acceptable-value lists (``bfcl`` only; when
+    absent, or BFCL exec_* call strings, the first gold call set is the only answer)."""
+    if benchmark == "rotbench":
+        return score_rotbench(prediction, gold, tools)
+    if benchmark == "toolalpaca":
+        return score_toolalpaca(prediction, gold, tools)
+    if benchmark == "bfcl":
+        if not is_bfcl_answer(bfcl_ground_truth):
+            first = gold[0] if gold else ()
+            bfcl_ground_truth = bfcl_answer_from_calls([first] if isinstance(first, ToolCall) else first)
+        return score_bfcl(prediction, bfcl_ground_truth, tools)
+    raise ValueError(f"unknown benchmark {benchmark!r} (expected one of {BENCHMARKS})")
+
+
+class ToolCallMetrics(Metric):
+    """TS / PI / CF in percent over all items seen, summed across processes.
+
+    ``update(predictions, gold, tools, bfcl_ground_truth=None)`` takes one batch as lists of equal
+    length (the ``eval`` batch's ``gold`` and ``tools``); ``compute()`` returns
+    ``{"ts", "pi", "cf"}`` as float tensors in [0, 100].
+    """
+
+    full_state_update = False
+    higher_is_better = True
+
+    def __init__(self, benchmark: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if benchmark not in BENCHMARKS:
+            raise ValueError(f"unknown benchmark {benchmark!r} (expected one of {BENCHMARKS})")
+        self.benchmark = benchmark
+        for name in ("ts", "pi", "cf", "total"):
+            self.add_state(name, default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, predictions: Sequence[str], gold: Sequence[Sequence], tools: Sequence[Sequence[ToolSpec]],
+               bfcl_ground_truth: Sequence[BfclAnswer | None] | None = None) -> None:
+        if not len(predictions) == len(gold) == len(tools):
+            raise ValueError(f"predictions ({len(predictions)}), gold ({len(gold)}) and tools "
+                             f"({len(tools)}) must have one entry per item")
+        answers = bfcl_ground_truth if bfcl_ground_truth is not None else [None] * len(predictions)
+        if len(answers) != len(predictions):
+            raise ValueError(f"bfcl_ground_truth has {len(answers)} entries for {len(predictions)} items")
+        for prediction, item_gold, item_tools, answer in zip(predictions, gold, tools, answers):
+            score = score_item(self.benchmark, prediction, item_gold, item_tools, answer)
+            self.ts += int(score.ts)
+            self.pi += int(score.pi)
+            self.cf += int(score.cf)
+        self.total += len(predictions)
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        denominator = self.total.clamp(min=1).double()
+        return {name: (getattr(self, name).double() * 100.0 / denominator).float()
+                for name in ("ts", "pi", "cf")}
