@@ -23,7 +23,8 @@ from tl_lightning.evaluate import (
 BFCL = "BFCL_v3"
 EXEC = "BFCL_v3/unused_datasets/question"
 
-# (benchmark, file under shared/data, items, TS, PI, CF) when the gold answers are the predictions.
+# (benchmark, file under shared/data, items, TS, PI, CF) when the gold answers are the predictions
+# (``gold_prediction``: the reader's first gold call set; for BFCL its reference calls).
 GOLD_CEILINGS = [
     # 8 items whose every candidate has empty arguments ({}): RoTBench fails such predictions.
     ("rotbench", "RoTBench/First_Turn/clean.json", 105, 92.38, 92.38, 92.38),

@@ -7,13 +7,13 @@ import torch
 
 from tl_lightning.calls import format_call
 from tl_lightning.data.records import ToolCall, ToolSpec
+from tl_lightning.data.sources import bfcl_reference_calls
 from tl_lightning.metrics import (
     FAILED,
     ItemScore,
     ToolCallMetrics,
     bfcl_answer_from_calls,
     bfcl_normalize_string,
-    bfcl_reference_calls,
     score_bfcl,
     score_item,
     score_rotbench,

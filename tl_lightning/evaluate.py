@@ -14,7 +14,8 @@ Commands (``python -m tl_lightning.evaluate ...``; each prints one JSON object
   break them, e.g. RoTBench gold calls with empty arguments).
 
 An item is one gold assistant turn of a trajectory read by ``data.sources.read_trajectories``:
-the LAST assistant turn (RoTBench, BFCL), or the FIRST one for ToolAlpaca (its first gold step).
+the LAST assistant turn (RoTBench, BFCL), or the FIRST one for ToolAlpaca (its first gold step);
+``data.datamodule.gold_turn_index`` has the rule, so the ``eval`` batches score the same turns.
 ``generate_calls`` is the batched generation step shared with a LightningModule ``test_step``.
 """
 
@@ -34,15 +35,8 @@ import torch
 
 from tl_lightning.calls import END_MARKERS, ParseFailure, format_call, parse_call, parse_calls
 from tl_lightning.data.records import DataError, ToolCall, ToolSpec, Trajectory
-from tl_lightning.metrics import (
-    BENCHMARKS,
-    BfclAnswer,
-    ItemScore,
-    ToolCallMetrics,
-    bfcl_reference_calls,
-    is_bfcl_answer,
-    score_item,
-)
+from tl_lightning.data.datamodule import gold_turn_index
+from tl_lightning.metrics import BENCHMARKS, BfclAnswer, ItemScore, ToolCallMetrics, score_item
 
 DEFAULT_PROMPT_FORMAT = "codellama"
 
@@ -81,15 +75,6 @@ class EvalItem:
         return self.trajectory.meta.get("scenario")
 
 
-def gold_turn_index(traj: Trajectory, benchmark: str) -> int:
-    """The message index of the scored assistant turn: ToolAlpaca's first gold step, otherwise
-    the last assistant turn."""
-    turns = traj.assistant_turns()
-    if not turns:
-        raise DataError("no assistant turn, so no gold answer to score", record_id=traj.id)
-    return turns[0] if benchmark == "toolalpaca" else turns[-1]
-
-
 def load_items(benchmark: str, data_path: str | Path, limit: int | None = None) -> list[EvalItem]:
     """The benchmark items of ``data_path`` in file order (the first ``limit`` when given)."""
     from tl_lightning.data.sources import read_trajectories
@@ -99,16 +84,13 @@ def load_items(benchmark: str, data_path: str | Path, limit: int | None = None) 
     trajectories = read_trajectories(str(data_path), format=benchmark)
     if limit is not None:
         trajectories = trajectories[:limit]
-    return [EvalItem(t, gold_turn_index(t, benchmark)) for t in trajectories]
+    return [EvalItem(t, gold_turn_index(t)) for t in trajectories]
 
 
 def gold_prediction(item: EvalItem) -> str:
     """The gold answer as a prediction (python form, one call per line): the first acceptable
-    call set, or for BFCL the reference calls of its acceptable-value lists."""
-    calls = item.gold[0]
-    if is_bfcl_answer(item.bfcl_ground_truth):
-        calls = bfcl_reference_calls(item.bfcl_ground_truth, item.tools)
-    return "\n".join(format_call(call) for call in calls)
+    call set (for BFCL the reader's reference calls of its acceptable-value lists)."""
+    return "\n".join(format_call(call) for call in item.gold[0])
 
 
 def read_predictions(path: str | Path, items: Sequence[EvalItem]) -> list[str]:

@@ -47,11 +47,9 @@ from torchmetrics import Metric
 
 from tl_lightning.calls import ParseFailure, normalize_value, parse_call, parse_calls
 from tl_lightning.data.records import ToolCall, ToolSpec
+from tl_lightning.data.sources import BfclAnswer, bfcl_answer_from_calls, bfcl_expected_calls
 
 BENCHMARKS = ("rotbench", "toolalpaca", "bfcl")
-
-# BFCL ground truth: one dict per expected call, ``{function_name: {param: [acceptable values]}}``.
-BfclAnswer = list[dict[str, dict[str, list[Any]]]]
 
 
 class ItemScore(NamedTuple):
@@ -212,20 +210,6 @@ def _bfcl_value_ok(value: Any, schema: dict[str, Any], acceptable: list[Any]) ->
     return value in acceptable
 
 
-def _expected_calls(ground_truth: BfclAnswer, tools: Sequence[ToolSpec]) -> list[tuple[str, dict[str, list[Any]]]]:
-    """``(function name, {param: [acceptable]})`` per expected call. An answer may name a function
-    the list lacks (simple_363: ``find_closest`` for ``restaurant_search.find_closest``); with a
-    single function in the list, BFCL's simple checker takes the name from that function."""
-    names = {t.name for t in tools}
-    expected = []
-    for entry in ground_truth:
-        (name, answers), = entry.items()
-        if name not in names and len(tools) == 1:
-            name = tools[0].name
-        expected.append((name, answers))
-    return expected
-
-
 def _bfcl_call_level(pred: ToolCall, name: str, answers: dict[str, list[Any]],
                      tools_by_name: dict[str, ToolSpec]) -> int:
     """How far one predicted call gets against one expected call: 0 wrong function, 1 right
@@ -269,51 +253,11 @@ def score_bfcl(prediction: str, ground_truth: BfclAnswer, tools: Sequence[ToolSp
     if isinstance(preds, ParseFailure) or len(preds) != len(ground_truth):
         return FAILED
     tools_by_name = {t.name: t for t in tools}
-    expected = _expected_calls(ground_truth, tools)
+    expected = bfcl_expected_calls(ground_truth, tools)
     levels = [[_bfcl_call_level(p, name, answers, tools_by_name) for name, answers in expected] for p in preds]
     n = len(preds)
     passed = [_has_perfect_matching(n, lambda p, e, lv=level: levels[p][e] >= lv) for level in (1, 2, 3)]
     return ItemScore(*passed)
-
-
-def _first_accepted(acceptable: list[Any], schema: dict[str, Any]) -> Any:
-    """The first acceptable value that is not the omission marker ``""``, as a call would write
-    it: acceptable dicts (and lists of dicts) hold acceptable-value lists one level down too."""
-    value = next(v for v in acceptable if v != "")
-    items = schema.get("items") or {}
-    if _BFCL_TYPES.get(str(schema.get("type"))) is dict and isinstance(value, dict):
-        return _unwrap_answer_dict(value)
-    if _BFCL_TYPES.get(str(items.get("type"))) is dict and isinstance(value, list):
-        return [_unwrap_answer_dict(v) if isinstance(v, dict) else v for v in value]
-    return value
-
-
-def _unwrap_answer_dict(answer: dict[str, list[Any]]) -> dict[str, Any]:
-    return {k: next(v for v in values if v != "") for k, values in answer.items()
-            if isinstance(values, list) and any(v != "" for v in values)}
-
-
-def bfcl_reference_calls(ground_truth: BfclAnswer, tools: Sequence[ToolSpec]) -> list[ToolCall]:
-    """The calls a perfect model would write for ``ground_truth``: each parameter's first
-    acceptable value (dict values unwrapped), a parameter left out when it may be (``""``
-    acceptable) unless the schema requires it. BFCL's checker accepts them unless the answer
-    key contradicts the schema (gold scoring then shows the benchmark's own ceiling)."""
-    tools_by_name = {t.name: t for t in tools}
-    calls = []
-    for name, answers in _expected_calls(ground_truth, tools):
-        tool = tools_by_name.get(name)
-        schema, required = (tool.properties, tool.required) if tool else ({}, [])
-        arguments = {p: _first_accepted(acceptable, schema.get(p) or {})
-                     for p, acceptable in answers.items()
-                     if any(v != "" for v in acceptable) and ("" not in acceptable or p in required)}
-        calls.append(ToolCall(name, arguments))
-    return calls
-
-
-def bfcl_answer_from_calls(calls: Sequence[ToolCall]) -> BfclAnswer:
-    """A BFCL ground truth accepting exactly ``calls`` (each value its only acceptable value):
-    for items without acceptable-value lists (e.g. BFCL's exec_* call strings)."""
-    return [{c.name: {k: [v] for k, v in c.arguments.items()}} for c in calls]
 
 
 def is_bfcl_answer(ground_truth: Any) -> bool:

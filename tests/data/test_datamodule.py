@@ -14,6 +14,7 @@ from tl_lightning.data.datamodule import (
     ResumableDataLoader,
     ToolUseDataModule,
     collate_sft,
+    gold_turn_index,
     make_prompts,
     model_inputs,
     pack_rows,
@@ -203,7 +204,8 @@ def test_prompt_stages_are_left_padded_with_gold(smollm2_tokenizer, stage):
     dm = _dm(smollm2_tokenizer, stage=stage, synthetic_size=16)
     loader = dm.val_dataloader() if stage == "eval" else dm.train_dataloader()
     batch = next(iter(loader))
-    assert set(batch) == {"input_ids", "attention_mask", "ids", "gold", "tools"}
+    extra = {"bfcl_ground_truth"} if stage == "eval" else set()
+    assert set(batch) == {"input_ids", "attention_mask", "ids", "gold", "tools"} | extra
     mask = batch["attention_mask"]
     assert mask[:, -1].eq(1).all()  # left padding: every prompt ends at the last column
     assert (mask[:, 1:] >= mask[:, :-1]).all()
@@ -214,9 +216,60 @@ def test_prompt_stages_are_left_padded_with_gold(smollm2_tokenizer, stage):
         text = render_prompt(traj, len(traj.messages) - 1, "codellama", smollm2_tokenizer)
         assert ids[m.bool()].tolist() == smollm2_tokenizer(text, add_special_tokens=False)["input_ids"]
     if stage == "eval":
+        assert batch["bfcl_ground_truth"] == [None] * len(batch["ids"])  # not a BFCL item
         assert dm.report["train_trajectories"] == 0 and dm.report["val_trajectories"] == 16
         with pytest.raises(DataError, match="eval"):
             dm.train_dataloader()
+
+
+def test_eval_is_one_prompt_per_item_at_the_last_turn_whatever_mae(smollm2_tokenizer, shared_data):
+    """RoTBench Third_Turn: 70 multi-turn items, one prompt each at the last assistant turn, even
+    with MAE on (which would make one prompt per kept call turn)."""
+    from tl_lightning.data.sources import read_trajectories
+    from tl_lightning.data.tokenize import encode_prompt
+
+    path = shared_data / "RoTBench/Third_Turn/clean.json"
+    dm = _dm(smollm2_tokenizer, data_path=str(path), format="rotbench", stage="eval", mae=True, max_length=8192)
+    trajs = read_trajectories(path, format="rotbench")
+    assert len(trajs) == 70 and all(len(t.assistant_turns()) > 1 for t in trajs)
+    assert [p.id for p in dm.val_items] == [t.id for t in trajs]
+    for prompt, traj in zip(dm.val_items, trajs):
+        last = traj.assistant_turns()[-1]
+        assert prompt.gold == traj.messages[last].acceptable()
+        text = render_prompt(traj, last, "codellama", smollm2_tokenizer)
+        assert prompt.input_ids == encode_prompt(text, smollm2_tokenizer)
+
+
+def test_toolalpaca_items_are_scored_at_the_first_assistant_turn(smollm2_tokenizer, tmp_path):
+    from dataclasses import replace
+
+    from tl_lightning.data.sources import write_jsonl
+
+    multi_turn = [t for t in synthetic.generate_trajectories(12, seed=0) if len(t.assistant_turns()) > 1][:3]
+    assert [gold_turn_index(t) for t in multi_turn] == [t.assistant_turns()[-1] for t in multi_turn]
+    as_toolalpaca = [replace(t, meta={**t.meta, "format": "toolalpaca"}) for t in multi_turn]
+    assert [gold_turn_index(t) for t in as_toolalpaca] == [t.assistant_turns()[0] for t in multi_turn]
+    write_jsonl(as_toolalpaca, tmp_path / "toolalpaca.jsonl")  # the normalized file keeps meta["format"]
+    dm = _dm(smollm2_tokenizer, data_path=str(tmp_path / "toolalpaca.jsonl"), stage="eval")
+    assert [p.gold for p in dm.val_items] == [t.messages[t.assistant_turns()[0]].acceptable() for t in multi_turn]
+
+
+def test_eval_batches_carry_bfcl_ground_truth(smollm2_tokenizer, shared_data):
+    from tl_lightning.data.sources import read_trajectories
+
+    path = shared_data / "BFCL_v3/BFCL_v3_parallel.json"
+    dm = _dm(smollm2_tokenizer, data_path=str(path), format="bfcl", stage="eval", batch_size=8)
+    truth = {t.id: t.meta["bfcl_ground_truth"] for t in read_trajectories(path, format="bfcl")}
+    assert len(dm.val_items) == len(truth) == 200
+    batch = next(iter(dm.test_dataloader()))
+    assert batch["bfcl_ground_truth"] == [truth[i] for i in batch["ids"]]
+
+
+def test_eval_never_drops_an_overlong_prompt(smollm2_tokenizer):
+    with pytest.raises(DataError, match="synthetic-prompt-0-00000.*max_length=8"):
+        _dm(smollm2_tokenizer, stage="eval", synthetic_size=4, max_length=8, on_overlength="drop")
+    rl = _dm(smollm2_tokenizer, stage="rl", synthetic_size=4, max_length=8, on_overlength="drop", val_fraction=0.0)
+    assert rl.report["overlength_dropped"] == 4  # training stages may drop (and count)
 
 
 def test_prompt_is_the_prefix_of_the_sft_tokens(smollm2_tokenizer):

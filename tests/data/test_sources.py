@@ -14,6 +14,7 @@ import pytest
 from tl_lightning.data.records import DataError, Message, ToolCall, ToolSpec, Trajectory
 from tl_lightning.data.sources import (
     FORMATS,
+    bfcl_reference_calls,
     detect_format,
     read_trajectories,
     read_trajectories_with_report,
@@ -204,15 +205,24 @@ def test_bfcl_canonical_gold_and_ground_truth(loaded):
     simple, _ = loaded["BFCL_v3/BFCL_v3_simple.json"]
     t = simple[0]
     assert t.tools[0].parameters["type"] == "object"
-    # "unit": ["units", ""] -> first acceptable value
-    assert t.messages[-1].calls == (ToolCall("calculate_triangle_area", {"base": 10, "height": 5, "unit": "units"}),)
+    # "unit": ["units", ""] is optional and may be omitted -> left out
+    assert t.messages[-1].calls == (ToolCall("calculate_triangle_area", {"base": 10, "height": 5}),)
     assert t.meta["bfcl_ground_truth"][0]["calculate_triangle_area"]["unit"] == ["units", ""]
+    by_id = {t.id: t for t in simple}
+    # a dict value's acceptable lists are unwrapped: {"department": "Science"}, not ["Science"]
+    assert by_id["simple_89"].messages[-1].calls[0].arguments["conditions"] == {
+        "department": "Science", "school": "Bluebird High School"}
+    # a REQUIRED parameter whose first acceptable value is "" gets the next one
+    assert by_id["simple_200"].messages[-1].calls[0].arguments["fuel_efficiency"] == 25.0
     assert next(t for t in simple if t.id == "simple_363").meta["repaired_gold_names"] == {
         "find_closest": "restaurant_search.find_closest"}
     pm, _ = loaded["BFCL_v3/BFCL_v3_parallel_multiple.json"]
     gold = pm[3].messages[-1].calls  # "tolerance": [""] is omitted, ["", 0.1] too
     assert [c.arguments for c in gold] == [{"perimeter": 14, "area": 15, "property": "width"},
                                            {"perimeter": 14, "area": 15, "property": "length"}]
+    # "type": ["credit", ""] names no parameter of the schema: left out
+    assert next(t for t in pm if t.id == "parallel_multiple_26").messages[-1].calls[1] == ToolCall(
+        "bank.calculate_balance", {"account": "00125648"})
     exec_multiple, _ = loaded["BFCL_v3/unused_datasets/question/BFCL_v3_exec_multiple.json"]
     assert exec_multiple[0].messages[-1].calls[0].arguments["p"] == pytest.approx(1 / 6)
     assert exec_multiple[0].meta["bfcl_exec_ground_truth"] == ["calc_binomial_probability(n=20, k=5, p=1/6)"]
@@ -221,6 +231,23 @@ def test_bfcl_canonical_gold_and_ground_truth(loaded):
     epm, _ = loaded["BFCL_v3/unused_datasets/question/BFCL_v3_exec_parallel_multiple.json"]
     mean = next(t for t in epm if t.id == "exec_parallel_multiple_18").messages[-1].calls[0]
     assert mean.name == "calculate_mean" and list(mean.arguments.values()) == [[1, 3, 4, 6, 8]]
+
+
+@pytest.mark.parametrize("rel", [s[0] for s in SOURCES if s[0].startswith("BFCL_v3/BFCL_v3_")])
+def test_bfcl_gold_calls_are_the_reference_calls_and_pass_bfcl(loaded, rel):
+    """The reader's gold calls are ``bfcl_reference_calls`` of the acceptable-value lists, and
+    BFCL's checker passes every one of them: TS = PI = CF = 100 on the four scored files."""
+    from tl_lightning.calls import format_call
+    from tl_lightning.metrics import ToolCallMetrics
+
+    trajs, _ = loaded[rel]
+    metric = ToolCallMetrics("bfcl")
+    for t in trajs:
+        calls = t.messages[-1].calls
+        assert list(calls) == bfcl_reference_calls(t.meta["bfcl_ground_truth"], t.tools), t.id
+        metric.update(["\n".join(format_call(c) for c in calls)], [t.messages[-1].acceptable()], [t.tools],
+                      [t.meta["bfcl_ground_truth"]])
+    assert {k: float(v) for k, v in metric.compute().items()} == {"ts": 100.0, "pi": 100.0, "cf": 100.0}
 
 
 def test_taubench_meta_and_tool_outputs(loaded):

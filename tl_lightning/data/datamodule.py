@@ -24,7 +24,11 @@ Batches (the contract the modules consume):
 - ``sft``: ``input_ids``, ``attention_mask``, ``labels`` (-100 = no loss, unshifted),
   ``loss_weights``, ``key_mask``; with packing also ``position_ids``. All (B, T).
 - ``rl`` / ``eval``: LEFT-padded prompts ``input_ids``, ``attention_mask`` (B, P) and python
-  lists ``ids``, ``gold`` (acceptable call sets of the target turn), ``tools``.
+  lists ``ids``, ``gold`` (acceptable call sets of the target turn), ``tools``; ``eval`` batches
+  also ``bfcl_ground_truth`` (``meta["bfcl_ground_truth"]`` per prompt, None when absent).
+- ``eval`` prompts are the benchmark's items: exactly one per trajectory, at its scored turn
+  (``gold_turn_index``: the last assistant turn, the first for ToolAlpaca), whatever MAE would
+  select (MAE is not applied); an over-long prompt raises ``DataError`` (never dropped).
 """
 
 from __future__ import annotations
@@ -109,12 +113,46 @@ def tokenize_samples(samples: Iterable[Sample], tokenizer: Any, *, prompt_format
 @dataclass(frozen=True)
 class PromptSample:
     """A prompt for generation: the conversation before an assistant call turn, the call sets
-    accepted there, and the tools offered."""
+    accepted there, the tools offered, and (eval prompts of BFCL) BFCL's acceptable-value lists."""
 
     id: str
     input_ids: list[int]
     gold: tuple[tuple[ToolCall, ...], ...]
     tools: tuple[ToolSpec, ...]
+    bfcl_ground_truth: Any = None
+
+
+# Source formats whose benchmark scores the FIRST assistant turn (ToolAlpaca: its first gold step);
+# every other benchmark (RoTBench, BFCL, ...) scores the last one.
+FIRST_TURN_FORMATS = frozenset({"toolalpaca"})
+
+
+def gold_turn_index(traj: Trajectory) -> int:
+    """The message index of the assistant turn a benchmark scores: the first one when
+    ``traj.meta["format"]`` is in ``FIRST_TURN_FORMATS`` (ToolAlpaca), else the last one.
+    (``meta["format"]`` is set by the reader and kept through the normalized JSONL.)"""
+    turns = traj.assistant_turns()
+    if not turns:
+        raise DataError("no assistant turn, so no gold answer to score", record_id=traj.id)
+    return turns[0] if traj.meta.get("format") in FIRST_TURN_FORMATS else turns[-1]
+
+
+def make_eval_prompts(trajs: Iterable[Trajectory], tokenizer: Any, *, prompt_format: str,
+                      max_length: int) -> list[PromptSample]:
+    """Exactly one prompt per trajectory, at its ``gold_turn_index`` (no MAE: the benchmark
+    decides what is scored), id = the trajectory id. A prompt longer than ``max_length`` raises
+    ``DataError``: dropping it would change the benchmark's denominator."""
+    prompts = []
+    for traj in trajs:
+        turn = gold_turn_index(traj)
+        ids = encode_prompt(render_prompt(traj, turn, prompt_format, tokenizer), tokenizer)
+        if len(ids) > max_length:
+            raise DataError(f"eval prompt is {len(ids)} tokens, longer than max_length={max_length}; raise "
+                            "max_length (eval never drops an item: the benchmark's denominator must stay)",
+                            source=traj.meta.get("source"), record_id=traj.id, field="max_length")
+        prompts.append(PromptSample(traj.id, ids, traj.messages[turn].acceptable(), traj.tools,
+                                    traj.meta.get("bfcl_ground_truth")))
+    return prompts
 
 
 def make_prompts(samples: Iterable[Sample], tokenizer: Any, *, prompt_format: str, max_length: int,
@@ -195,9 +233,10 @@ def collate_sft(rows: list[Sequence[TokenizedSample]], pad_id: int, packed: bool
     return batch
 
 
-def collate_prompts(prompts: list[PromptSample], pad_id: int) -> dict[str, Any]:
+def collate_prompts(prompts: list[PromptSample], pad_id: int, bfcl_ground_truth: bool = False) -> dict[str, Any]:
     """LEFT-pad prompts into (B, P) ``input_ids`` / ``attention_mask`` (generation appends on
-    the right), plus the python lists ``ids``, ``gold`` and ``tools``."""
+    the right), plus the python lists ``ids``, ``gold``, ``tools`` and, with ``bfcl_ground_truth``
+    (eval batches), ``bfcl_ground_truth`` (None for items without one)."""
     P = max(len(p.input_ids) for p in prompts)
     input_ids = torch.full((len(prompts), P), pad_id, dtype=torch.long)
     attention_mask = torch.zeros((len(prompts), P), dtype=torch.long)
@@ -205,8 +244,11 @@ def collate_prompts(prompts: list[PromptSample], pad_id: int) -> dict[str, Any]:
         n = len(p.input_ids)
         input_ids[b, P - n:] = torch.tensor(p.input_ids)
         attention_mask[b, P - n:] = 1
-    return {"input_ids": input_ids, "attention_mask": attention_mask, "ids": [p.id for p in prompts],
-            "gold": [p.gold for p in prompts], "tools": [p.tools for p in prompts]}
+    batch = {"input_ids": input_ids, "attention_mask": attention_mask, "ids": [p.id for p in prompts],
+             "gold": [p.gold for p in prompts], "tools": [p.tools for p in prompts]}
+    if bfcl_ground_truth:
+        batch["bfcl_ground_truth"] = [p.bfcl_ground_truth for p in prompts]
+    return batch
 
 
 def model_inputs(batch: dict[str, Any]) -> dict[str, Any]:
@@ -350,10 +392,11 @@ class ToolUseDataModule(LightningDataModule):
         tokenizer: a name or path for ``modeling.load_tokenizer``, replaced by ``connect()``.
         prompt_format: ``"codellama"`` (the paper's) or ``"chat_template"``.
         mae, mae_layout, error_patterns, error_regexes: MAE (``mae=False`` = standard SFT);
-            None = the authors' patterns.
+            None = the authors' patterns. Not applied in ``eval``: one prompt per trajectory at
+            the benchmark's scored turn (``gold_turn_index``, from ``meta["format"]``).
         w_max: PKT's weight cap (1 = plain cross-entropy).
         max_length: longest sample / packed row / prompt in tokens; ``on_overlength``: ``"drop"``
-            (counted) or ``"raise"``.
+            (counted) or ``"raise"`` (``eval`` always raises: see ``make_eval_prompts``).
         batch_size, packing (``sft`` only), bucket_batches (batches per length-sorted mega-batch),
         val_fraction (split by trajectory), seed, num_workers.
     """
@@ -425,7 +468,11 @@ class ToolUseDataModule(LightningDataModule):
         return read_sources([str(p) for p in paths], format=self.format, on_error=self.on_error)
 
     def _items(self, trajs: list[Trajectory]) -> tuple[list[Any], dict[str, Any], list[str]]:
-        """MAE, then SFT rows (packed when asked) or prompts; with the MAE report and dropped ids."""
+        """MAE, then SFT rows (packed when asked) or prompts; with the MAE report and dropped ids.
+        The eval stage skips MAE and drops nothing (``make_eval_prompts``)."""
+        if self.stage == "eval":
+            return make_eval_prompts(trajs, self.tokenizer, prompt_format=self.prompt_format,
+                                     max_length=self.max_length), {}, []
         detector = None
         if self.error_patterns is not None or self.error_regexes is not None:
             detector = ErrorDetector(patterns=tuple(self.error_patterns or ()), regexes=tuple(self.error_regexes or ()))
@@ -477,7 +524,7 @@ class ToolUseDataModule(LightningDataModule):
             pad_id = self.tokenizer.eos_token_id
         if self.stage == "sft":
             return partial(collate_sft, pad_id=pad_id, packed=self.packing)
-        return partial(collate_prompts, pad_id=pad_id)
+        return partial(collate_prompts, pad_id=pad_id, bfcl_ground_truth=self.stage == "eval")
 
     def _loader(self, items: list[Any], train: bool) -> DataLoader:
         if not items:

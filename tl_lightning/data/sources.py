@@ -47,8 +47,7 @@ import csv
 import dataclasses
 import json
 import re
-import textwrap
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -850,6 +849,76 @@ def _bfcl_schema(node: Any) -> Any:
     return out
 
 
+# BFCL ground truth: one dict per expected call, ``{function_name: {param: [acceptable values]}}``;
+# ``""`` among the acceptable values means the parameter may be left out.
+BfclAnswer = list[dict[str, dict[str, list[Any]]]]
+
+
+def bfcl_expected_calls(ground_truth: BfclAnswer,
+                        tools: Sequence[ToolSpec]) -> list[tuple[str, dict[str, list[Any]]]]:
+    """``(function name, {param: [acceptable]})`` per expected call. An answer may name a function
+    the list lacks (simple_363: ``find_closest`` for ``restaurant_search.find_closest``); with a
+    single function in the list, BFCL's simple checker takes the name from that function."""
+    names = {t.name for t in tools}
+    expected = []
+    for entry in ground_truth:
+        (name, answers), = entry.items()
+        if name not in names and len(tools) == 1:
+            name = tools[0].name
+        expected.append((name, answers))
+    return expected
+
+
+def _is_object_schema(schema: dict[str, Any]) -> bool:
+    return schema.get("type") in ("dict", "object")  # BFCL's name, and JSON schema's (``_bfcl_schema``)
+
+
+def _unwrap_answer_dict(answer: dict[str, list[Any]]) -> dict[str, Any]:
+    """An acceptable dict value holds acceptable-value lists per key: the first non-omission value
+    of each (keys that may only be omitted are left out)."""
+    return {k: next(v for v in values if v != "") for k, values in answer.items()
+            if isinstance(values, list) and any(v != "" for v in values)}
+
+
+def _first_accepted(acceptable: list[Any], schema: dict[str, Any]) -> Any:
+    """The first acceptable value that is not the omission marker ``""``, as a call would write
+    it: acceptable dicts (and lists of dicts) hold acceptable-value lists one level down too."""
+    value = next(v for v in acceptable if v != "")
+    if _is_object_schema(schema) and isinstance(value, dict):
+        return _unwrap_answer_dict(value)
+    if _is_object_schema(schema.get("items") or {}) and isinstance(value, list):
+        return [_unwrap_answer_dict(v) if isinstance(v, dict) else v for v in value]
+    return value
+
+
+def bfcl_reference_call(name: str, answers: dict[str, list[Any]], tool: ToolSpec | None) -> ToolCall:
+    """The call a perfect model would write for one expected call ``{param: [acceptable]}``: each
+    parameter's first acceptable value that is not ``""`` (dict values unwrapped: acceptable
+    dicts hold acceptable-value lists too). A parameter is left out when it may be (``""``
+    acceptable; e.g. parallel_multiple_26's ``type``, which the schema lacks) unless ``tool``'s
+    schema requires it (simple_200's ``fuel_efficiency: ["", 25.0]`` gives 25.0)."""
+    schema, required = (tool.properties, tool.required) if tool else ({}, [])
+    arguments = {p: _first_accepted(acceptable, schema.get(p) or {})
+                 for p, acceptable in answers.items()
+                 if any(v != "" for v in acceptable) and ("" not in acceptable or p in required)}
+    return ToolCall(name, arguments)
+
+
+def bfcl_reference_calls(ground_truth: BfclAnswer, tools: Sequence[ToolSpec]) -> list[ToolCall]:
+    """The reference call of each expected call of ``ground_truth`` (``bfcl_reference_call``).
+    BFCL's checker accepts them unless the answer key contradicts the schema (gold scoring then
+    shows the benchmark's own ceiling). The BFCL reader's gold ``calls`` are these."""
+    tools_by_name = {t.name: t for t in tools}
+    return [bfcl_reference_call(name, answers, tools_by_name.get(name))
+            for name, answers in bfcl_expected_calls(ground_truth, tools)]
+
+
+def bfcl_answer_from_calls(calls: Sequence[ToolCall]) -> BfclAnswer:
+    """A BFCL ground truth accepting exactly ``calls`` (each value its only acceptable value):
+    for items without acceptable-value lists (e.g. BFCL's exec_* call strings)."""
+    return [{c.name: {k: [v] for k, v in c.arguments.items()}} for c in calls]
+
+
 def _bfcl_answers_path(path: Path, options: ReadOptions) -> Path:
     if options.answers_path is not None:
         return _find_side_file([options.answers_path], "BFCL answer file", path)
@@ -914,10 +983,10 @@ def _declared_name(name: str, tools: tuple[ToolSpec, ...], repairs: dict[str, st
 
 def _bfcl_gold(answer: Any, tools: tuple[ToolSpec, ...], where: str,
                repairs: dict[str, str]) -> tuple[ToolCall, ...]:
-    """BFCL ``ground_truth`` -> one canonical call per entry: each parameter's first acceptable
-    value, leaving out parameters whose first acceptable value is ``""`` (= may be omitted).
-    ``exec_*`` answers are call strings."""
+    """BFCL ``ground_truth`` -> its reference calls (``bfcl_reference_call`` per entry), after
+    checking the shape of the answer; ``exec_*`` answers are call strings."""
     truth = _get(answer, "ground_truth", list, where)
+    tools_by_name = {t.name: t for t in tools}
     calls = []
     for j, entry in enumerate(truth):
         ew = f"{where}.ground_truth[{j}]"
@@ -930,13 +999,11 @@ def _bfcl_gold(answer: Any, tools: tuple[ToolSpec, ...], where: str,
         if not isinstance(params, dict):
             raise DataError(f"expected an object of parameters, got {type(params).__name__}",
                             field=f"{ew}.{name}")
-        arguments = {}
         for p, values in params.items():
             if not isinstance(values, list) or not values:
                 raise DataError("expected a non-empty list of acceptable values", field=f"{ew}.{name}.{p}")
-            if values[0] != "":
-                arguments[p] = values[0]
-        calls.append(ToolCall(_declared_name(name, tools, repairs), arguments))
+        name = _declared_name(name, tools, repairs)
+        calls.append(bfcl_reference_call(name, params, tools_by_name.get(name)))
     return tuple(calls)
 
 
@@ -967,7 +1034,7 @@ def _bfcl_record(path: Path, index: int, rec: Any, answers: dict[str, Any]) -> T
         # exec_* answers are call strings: keep them, and give the checker the usual form
         # {name: {param: [value]}} (one acceptable value each)
         meta["bfcl_exec_ground_truth"] = answer["ground_truth"]
-        meta["bfcl_ground_truth"] = [{c.name: {k: [v] for k, v in c.arguments.items()}} for c in gold]
+        meta["bfcl_ground_truth"] = bfcl_answer_from_calls(gold)
     if "execution_result_type" in answer:
         meta["execution_result_type"] = answer["execution_result_type"]
     return Trajectory(rid, tools, tuple(messages), meta)
@@ -975,8 +1042,8 @@ def _bfcl_record(path: Path, index: int, rec: Any, answers: dict[str, Any]) -> T
 
 def read_bfcl(path: Path, options: ReadOptions) -> Iterator[Trajectory | DataError]:
     """BFCL v3 question file + its ``possible_answer`` file (found beside it, or ``answers_path``):
-    one trajectory per item, the gold calls in one assistant turn (several for parallel items);
-    the full acceptable values in ``meta["bfcl_ground_truth"]`` (``{name: {param: [values]}}`` per
+    one trajectory per item, the gold calls in one assistant turn (several for parallel items:
+    ``bfcl_reference_calls``, the calls BFCL's checker accepts); the full acceptable values in ``meta["bfcl_ground_truth"]`` (``{name: {param: [values]}}`` per
     call, for ``exec_*`` too; their call strings are in ``meta["bfcl_exec_ground_truth"]``)."""
     answers: dict[str, Any] = {}
     answers_path = _bfcl_answers_path(path, options)
