@@ -51,7 +51,7 @@ from tl_lightning.data import synthetic
 from tl_lightning.data.datamodule import ToolUseDataModule, collate_sft, model_inputs
 from tl_lightning.data.mae import apply_mae
 from tl_lightning.data.render import Rendered, render_sample
-from tl_lightning.data.tokenize import TokenizedSample, tokenize_rendered
+from tl_lightning.data.tokenize import TokenizedSample, common_prefix_length, tokenize_rendered
 from tl_lightning.losses import pkt_loss, prediction_mask
 from tl_lightning.modeling import SMOLLM2, TINY_LLAMA, LoraOptions, load_model, load_tokenizer
 
@@ -171,15 +171,6 @@ def _with_marker(pieces: Sequence[str], marker: str) -> tuple[str, ...]:
     return tuple(p.replace("▁", marker) for p in pieces)
 
 
-def _token_prefix_length(a: Sequence[str], b: Sequence[str]) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
-
-
 def authors_weights(input_ids: torch.Tensor, tokenizer: Any, marker: str = "Ġ") -> AuthorsWeights:
     """The authors' key-token search on one sample, ``input_ids`` (1, T): a Python loop over the
     token strings (see the module docstring). Raises ``AuthorsMethodFailed`` where theirs crashes."""
@@ -207,7 +198,7 @@ def authors_weights(input_ids: torch.Tensor, tokenizer: Any, marker: str = "Ġ")
     except IndexError as e:
         raise AuthorsMethodFailed(f"token walk ran off the sample: {e}") from e
     others = [n for n in names if n != gold]
-    shared = [k for k in (_token_prefix_length(gold, n) for n in others) if k != 0]
+    shared = [k for k in (common_prefix_length(gold, n) for n in others) if k != 0]
     pre = [assistant + 1]
     for k in shared:
         if assistant + 1 + k not in pre:

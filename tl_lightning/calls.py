@@ -158,7 +158,7 @@ def _balanced_end(text: str, open_at: int) -> int:
     return -1
 
 
-def _split_top_level(text: str) -> list[str]:
+def split_top_level(text: str) -> list[str]:
     """Split an argument list on the commas that are outside brackets and strings."""
     pieces, depth, quote, start, i = [], 0, "", 0, 0
     while i < len(text):
@@ -188,7 +188,7 @@ def _split_top_level(text: str) -> list[str]:
 
 def _python_arguments(inner: str) -> dict[str, Any] | ParseFailure:
     """The keyword arguments between the parentheses of ``name(...)``."""
-    pieces = _split_top_level(inner)
+    pieces = split_top_level(inner)
     if pieces and not pieces[-1].strip():
         pieces.pop()  # "f()" and a trailing comma "f(a=1,)"
     arguments: dict[str, Any] = {}

@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tl_lightning.calls import ParseFailure, parse_call, parse_calls
+from tl_lightning.calls import ParseFailure, parse_call, parse_calls, split_top_level
 from tl_lightning.data.records import (
     DataError,
     Message,
@@ -445,18 +445,8 @@ _ARG_DOC = re.compile(r"^(?P<name>[^\s(]+)\s*\((?P<type>[^)]*)\)\s*:\s?(?P<desc>
 
 
 def _split_params(text: str) -> list[str]:
-    """Split a signature's parameter list at top-level commas (types may be ``Dict[str, int]``)."""
-    parts, depth, start = [], 0, 0
-    for i, ch in enumerate(text):
-        if ch in "([{":
-            depth += 1
-        elif ch in ")]}":
-            depth -= 1
-        elif ch == "," and depth == 0:
-            parts.append(text[start:i])
-            start = i + 1
-    parts.append(text[start:])
-    return [p.strip() for p in parts if p.strip()]
+    """A signature's parameters, split at top-level commas (types may be ``Dict[str, int]``)."""
+    return [p.strip() for p in split_top_level(text) if p.strip()]
 
 
 def _signature_params(params: str) -> list[tuple[str, str, bool]]:

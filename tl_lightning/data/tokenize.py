@@ -45,8 +45,8 @@ class TokenizedSample:
     target_turns: int
 
 
-def common_prefix_length(a: str, b: str) -> int:
-    """Length of the longest common prefix of ``a`` and ``b``."""
+def common_prefix_length(a: Sequence, b: Sequence) -> int:
+    """Length of the longest common prefix of ``a`` and ``b`` (strings or token lists)."""
     n = 0
     for x, y in zip(a, b):
         if x != y:
