@@ -1,0 +1,1 @@
+"""tl_lightning tests; they mirror the package layout."""
