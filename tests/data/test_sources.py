@@ -589,14 +589,21 @@ BFCL_CASES = [
 ]
 
 
+def _raises_then_skips(path) -> DataError:
+    """Read a file with one broken record among three: it raises (the error is returned for the
+    location checks), and with on_error="skip" the other two load and the skip is counted."""
+    with pytest.raises(DataError) as err:
+        read_trajectories(path)
+    trajs, report = read_trajectories_with_report(path, on_error="skip")
+    assert len(trajs) == 2 and report.skipped == 1
+    return err.value
+
+
 @pytest.mark.parametrize("name,mutate,fld", BFCL_CASES, ids=[c[0] for c in BFCL_CASES])
 def test_bfcl_broken_records(shared_data, tmp_path, name, mutate, fld):
     qf = _bfcl_files(shared_data, tmp_path, mutate)
-    with pytest.raises(DataError) as err:
-        read_trajectories(qf)
-    assert (err.value.index, err.value.record_id, err.value.field) == (1, "simple_1", fld)
-    trajs, report = read_trajectories_with_report(qf, on_error="skip")
-    assert len(trajs) == 2 and report.skipped == 1
+    err = _raises_then_skips(qf)
+    assert (err.index, err.record_id, err.field) == (1, "simple_1", fld)
 
 
 def test_bfcl_answers_are_found_or_named(shared_data, tmp_path):
@@ -672,13 +679,10 @@ APIBANK_CASES = [
 def test_apibank_broken_dialogues(shared_data, tmp_path, name, edit, fld):
     folder = _apibank_dir(shared_data, tmp_path, edit)
     assert detect_format(folder) == "apibank"
-    with pytest.raises(DataError) as err:
-        read_trajectories(folder)
-    assert err.value.source.endswith("B-level-1-1.jsonl") and err.value.index == 1
+    err = _raises_then_skips(folder)
+    assert err.source.endswith("B-level-1-1.jsonl") and err.index == 1
     if fld:
-        assert err.value.field == fld
-    trajs, report = read_trajectories_with_report(folder, on_error="skip")
-    assert len(trajs) == 2 and report.skipped == 1
+        assert err.field == fld
 
 
 def test_apibank_missing_tool_list(shared_data, tmp_path):
@@ -715,12 +719,9 @@ SGD_CASES = [
 @pytest.mark.parametrize("name,mutate,fld", SGD_CASES, ids=[c[0] for c in SGD_CASES])
 def test_sgd_broken_dialogues(shared_data, tmp_path, name, mutate, fld):
     file = _sgd_dir(shared_data, tmp_path, mutate)
-    with pytest.raises(DataError) as err:
-        read_trajectories(file)
-    assert (err.value.index, err.value.record_id) == (1, "22_00001")
-    assert re.fullmatch(fld, err.value.field)
-    trajs, report = read_trajectories_with_report(file, on_error="skip")
-    assert len(trajs) == 2 and report.skipped == 1
+    err = _raises_then_skips(file)
+    assert (err.index, err.record_id) == (1, "22_00001")
+    assert re.fullmatch(fld, err.field)
 
 
 def _taubench_file(shared_data, tmp_path, mutate):
@@ -751,13 +752,10 @@ TAUBENCH_CASES = [
 @pytest.mark.parametrize("name,mutate,fld", TAUBENCH_CASES, ids=[c[0] for c in TAUBENCH_CASES])
 def test_taubench_broken_records(shared_data, tmp_path, name, mutate, fld):
     file = _taubench_file(shared_data, tmp_path, mutate)
-    with pytest.raises(DataError) as err:
-        read_trajectories(file)
-    assert err.value.index == 1 and err.value.record_id == str(json.loads(file.read_text())[1]["task_id"])
+    err = _raises_then_skips(file)
+    assert err.index == 1 and err.record_id == str(json.loads(file.read_text())[1]["task_id"])
     if fld:
-        assert err.value.field.endswith(fld)
-    trajs, report = read_trajectories_with_report(file, on_error="skip")
-    assert len(trajs) == 2 and report.skipped == 1
+        assert err.field.endswith(fld)
 
 
 def test_taubench_missing_tool_list(shared_data, tmp_path):
@@ -784,11 +782,8 @@ SEALTOOLS_CASES = [
 @pytest.mark.parametrize("name,mutate,fld", SEALTOOLS_CASES, ids=[c[0] for c in SEALTOOLS_CASES])
 def test_sealtools_broken_records(shared_data, tmp_path, name, mutate, fld):
     file = _sealtools_file(shared_data, tmp_path, mutate)
-    with pytest.raises(DataError) as err:
-        read_trajectories(file)
-    assert (err.value.index, err.value.record_id, err.value.field) == (1, "dev-easy-1", fld)
-    trajs, report = read_trajectories_with_report(file, on_error="skip")
-    assert len(trajs) == 2 and report.skipped == 1
+    err = _raises_then_skips(file)
+    assert (err.index, err.record_id, err.field) == (1, "dev-easy-1", fld)
 
 
 def test_sealtools_missing_tool_list(shared_data, tmp_path):
