@@ -191,3 +191,29 @@ def test_train_py_test_with_an_eval_config(shared_data, tmp_path):
     assert {"test/ts", "test/pi", "test/cf"} <= set(metrics)
     assert 0.0 <= float(metrics["test/cf"]) <= float(metrics["test/pi"]) <= float(metrics["test/ts"]) <= 100.0
     assert cli.model.tool_metrics.total.item() == 0  # reset after the epoch
+
+
+def test_sample_is_seeded_and_in_file_order(shared_data):
+    path = shared_data / "RoTBench/First_Turn/clean.json"
+    every = [i.id for i in load_items("rotbench", path)]
+    drawn = [i.id for i in load_items("rotbench", path, sample=10, seed=1)]
+    assert len(set(drawn)) == 10 and drawn == [i for i in every if i in drawn]  # file order kept
+    assert drawn == [i.id for i in load_items("rotbench", path, sample=10, seed=1)]
+    assert drawn != [i.id for i in load_items("rotbench", path, sample=10, seed=2)]
+    assert drawn != every[:10]  # not simply the head of a file sorted by scenario
+    assert len(load_items("rotbench", path, sample=1000)) == len(every)
+    with pytest.raises(ValueError, match="not both"):
+        load_items("rotbench", path, limit=3, sample=3)
+
+
+def test_length_batches_cap_padded_tokens():
+    from tl_lightning.evaluate import length_batches
+
+    lengths = [100, 4000, 300, 200, 1000, 50]
+    assert length_batches(lengths, batch_size=4) == [[1, 4, 2, 3], [0, 5]]  # longest first
+    capped = length_batches(lengths, batch_size=4, max_batch_tokens=2000)
+    assert capped == [[1], [4, 2], [3, 0, 5]]  # 4000 alone; 2 x 1000; 3 x 200
+    assert sorted(i for b in capped for i in b) == list(range(len(lengths)))
+    assert all(len(b) * lengths[b[0]] <= 2000 for b in capped if len(b) > 1)
+    with pytest.raises(ValueError, match="batch_size"):
+        length_batches(lengths, batch_size=0)

@@ -75,15 +75,25 @@ class EvalItem:
         return self.trajectory.meta.get("scenario")
 
 
-def load_items(benchmark: str, data_path: str | Path, limit: int | None = None) -> list[EvalItem]:
-    """The benchmark items of ``data_path`` in file order (the first ``limit`` when given)."""
+def load_items(benchmark: str, data_path: str | Path, limit: int | None = None, sample: int | None = None,
+               seed: int = 0) -> list[EvalItem]:
+    """The benchmark items of ``data_path`` in file order: the first ``limit`` when given, or a
+    ``sample`` of that many drawn with ``seed`` (still in file order; files are often sorted by
+    scenario, so the first N would cover one scenario only)."""
+    import random
+
     from tl_lightning.data.sources import read_trajectories
 
     if benchmark not in BENCHMARKS:
         raise ValueError(f"unknown benchmark {benchmark!r} (expected one of {BENCHMARKS})")
+    if limit is not None and sample is not None:
+        raise ValueError("give limit (the first N items) or sample (N items drawn at random), not both")
     trajectories = read_trajectories(str(data_path), format=benchmark)
     if limit is not None:
         trajectories = trajectories[:limit]
+    if sample is not None and sample < len(trajectories):
+        keep = sorted(random.Random(seed).sample(range(len(trajectories)), sample))
+        trajectories = [trajectories[i] for i in keep]
     return [EvalItem(t, gold_turn_index(t)) for t in trajectories]
 
 
@@ -227,25 +237,40 @@ def render_prompts(items: Sequence[EvalItem], tokenizer, prompt_format: str) -> 
             for item in items]
 
 
+def length_batches(lengths: Sequence[int], batch_size: int, max_batch_tokens: int | None = None) -> list[list[int]]:
+    """Indices of ``lengths`` in batches, longest first: at most ``batch_size`` rows and, when
+    given, at most ``max_batch_tokens`` padded prompt tokens (rows x longest) per batch, so one
+    long prompt does not pad a whole batch to its length (a row longer than the cap goes alone)."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches: list[list[int]] = []
+    for i in order:
+        batch = batches[-1] if batches else None
+        fits = batch is not None and len(batch) < batch_size and (
+            max_batch_tokens is None or (len(batch) + 1) * lengths[batch[0]] <= max_batch_tokens)
+        if fits:
+            batch.append(i)
+        else:
+            batches.append([i])
+    return batches
+
+
 def generate_predictions(model, tokenizer, prompts: Sequence[str], batch_size: int = 16,
                          max_new_tokens: int = 128, stop_at_newline: bool = True,
-                         progress: bool = True) -> list[str]:
+                         progress: bool = True, max_batch_tokens: int | None = None) -> list[str]:
     """Answers for ``prompts`` (same order), generated in batches of similar length (less
-    padding); a tqdm bar counts prompts."""
+    padding; ``length_batches``); a tqdm bar counts prompts."""
     from tqdm import tqdm
 
     from tl_lightning.data.tokenize import encode_prompt
 
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     tokenizer.padding_side = "left"
     device = next(model.parameters()).device
     encoded = [encode_prompt(p, tokenizer) for p in prompts]  # token for token as in training
-    order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
     answers: list[str] = [""] * len(prompts)
     with tqdm(total=len(prompts), desc="generate", unit="prompt", disable=not progress, file=sys.stderr) as bar:
-        for start in range(0, len(order), batch_size):
-            rows = order[start:start + batch_size]
+        for rows in length_batches([len(e) for e in encoded], batch_size, max_batch_tokens):
             batch = tokenizer.pad({"input_ids": [encoded[i] for i in rows]}, return_tensors="pt")
             texts = generate_calls(model, tokenizer, batch["input_ids"].to(device),
                                    batch["attention_mask"].to(device), max_new_tokens, stop_at_newline)
@@ -386,6 +411,9 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--benchmark", required=True, choices=BENCHMARKS)
         sub.add_argument("--data", required=True, help="benchmark file (BFCL: the question file)")
         sub.add_argument("--limit", type=int, default=None, help="only the first N items")
+        sub.add_argument("--sample", type=int, default=None,
+                         help="only N items drawn at random with --seed (kept in file order)")
+        sub.add_argument("--seed", type=int, default=0, help="the seed of --sample")
         if name == "score":
             sub.add_argument("--predictions", required=True, help="JSONL, one {id, prediction} per item")
         if name == "gold":
@@ -398,6 +426,8 @@ def _parser() -> argparse.ArgumentParser:
                              help=f"prompt format (default: the checkpoint's, else {DEFAULT_PROMPT_FORMAT})")
             sub.add_argument("--dtype", default="float32")
             sub.add_argument("--batch_size", type=int, default=16)
+            sub.add_argument("--max_batch_tokens", type=int, default=16384,
+                             help="cap on padded prompt tokens per batch (rows x longest prompt); 0: no cap")
             sub.add_argument("--max_new_tokens", type=int, default=128)
             sub.add_argument("--output_dir", default="eval_output")
     return parser
@@ -410,11 +440,14 @@ def _run(args: argparse.Namespace, items: list[EvalItem]) -> tuple[list[str], di
     prompts = render_prompts(items, tokenizer, prompt_format)
     generation_started = time.perf_counter()
     predictions = generate_predictions(model, tokenizer, prompts, args.batch_size, args.max_new_tokens,
-                                       stop_at_newline=args.benchmark != "bfcl")
+                                       stop_at_newline=args.benchmark != "bfcl",
+                                       max_batch_tokens=args.max_batch_tokens or None)
     finished = time.perf_counter()
     settings = {"data": args.data, "model": args.model, "ckpt_path": args.ckpt_path,
                 "prompt_format": prompt_format, "dtype": args.dtype, "batch_size": args.batch_size,
-                "max_new_tokens": args.max_new_tokens, "limit": args.limit,
+                "max_batch_tokens": args.max_batch_tokens,
+                "max_new_tokens": args.max_new_tokens, "limit": args.limit, "sample": args.sample,
+                "seed": args.seed,
                 "device": str(next(model.parameters()).device),
                 "wall_s": round(finished - started, 1), "generation_s": round(finished - generation_started, 1)}
     return predictions, settings
@@ -422,7 +455,7 @@ def _run(args: argparse.Namespace, items: list[EvalItem]) -> tuple[list[str], di
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = _parser().parse_args(argv)
-    items = load_items(args.benchmark, args.data, args.limit)
+    items = load_items(args.benchmark, args.data, args.limit, args.sample, args.seed)
     if args.command == "score":
         predictions = read_predictions(args.predictions, items)
     elif args.command == "gold":
