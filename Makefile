@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install test test-fast demo clean
+.PHONY: install test test-fast demo reproduce clean
 
 install: $(STAMP)
 
@@ -25,6 +25,11 @@ test-fast: install
 
 demo: install
 	$(PY) -m tl_lightning.demo
+
+# The ablation study (tl_lightning/reproduce.py): resumable, a finished arm is not run again.
+reproduce: install
+	$(PIP) install -c constraints.txt -e '.[reproduce]'
+	$(PY) -m tl_lightning.reproduce
 
 clean:
 	rm -rf $(VENV) .pytest_cache lightning_logs demo_output
