@@ -82,7 +82,7 @@ def test_padding_quick(capsys, shared_data):
 def test_memory_quick(capsys):
     from benchmarks import memory
 
-    figures = memory.main(["--quick", "--device", "cpu"])
+    figures = memory.main(["--quick", "--device", "cpu", "--parts", "pkt"])  # PPO half: test_benchmark_ppo.py
     assert last_json_line(capsys)["benchmark"] == "memory"
     pkt = figures["pkt"]
     assert pkt["lora"]["trainable_params"] < pkt["full"]["trainable_params"]
