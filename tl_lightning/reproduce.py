@@ -73,7 +73,7 @@ class Budget:
     """What every arm gets; stated in the results table."""
 
     model: str = "smollm2-135m-instruct"
-    sft_steps: int = 20
+    sft_steps: int = 16
     max_length: int = 512  # longest training sample in tokens; longer trajectories are dropped (counted)
     ppo_batches: int = 6
     eval_sample: int | None = 12  # items per evaluation set (None: all)
