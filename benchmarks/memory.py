@@ -87,15 +87,23 @@ def pkt_child(variant: str, model_name: str, batch_size: int, steps: int, device
         optimizer.zero_grad(set_to_none=True)
         pkt_kept_loss(model, batch).backward()
         optimizer.step()
-    figures = {
+    return with_memory({
         "variant": variant, "model": model_name, "device": device, "batch": list(batch["input_ids"].shape),
         "steps": steps, "trainable_params": sum(p.numel() for p in trainable),
-        "total_params": sum(p.numel() for p in model.parameters()),
-        "rss_after_imports_mib": round(after_imports, 1), "rss_after_load_mib": round(after_load, 1),
-        "peak_rss_mib": round(peak_rss_mib(), 1),
-    }
+        "total_params": sum(p.numel() for p in model.parameters())},
+        after_imports, after_load, loaded_cuda if device.startswith("cuda") else None)
+
+
+def with_memory(figures: dict[str, Any], after_imports: float, after_load: float,
+                loaded_cuda: float | None) -> dict[str, Any]:
+    """``figures`` plus the child's memory: RSS after imports / after loading / at its peak,
+    ``step_extra`` = peak - after loading, and on CUDA the allocated MiB after loading and at peak."""
+    import torch
+
+    figures = {**figures, "rss_after_imports_mib": round(after_imports, 1),
+               "rss_after_load_mib": round(after_load, 1), "peak_rss_mib": round(peak_rss_mib(), 1)}
     figures["step_extra_mib"] = round(figures["peak_rss_mib"] - after_load, 1)
-    if device.startswith("cuda"):
+    if loaded_cuda is not None:
         figures["cuda_loaded_mib"] = round(loaded_cuda, 1)
         figures["cuda_peak_mib"] = round(torch.cuda.max_memory_allocated() / MIB, 1)
     return figures
@@ -129,19 +137,12 @@ def ppo_child(variant: str, model_name: str, batch_size: int, max_new_tokens: in
     models = [m for m in (module.actor, module.reference, module.critic, module.value_head) if m is not None]
     parameters = {id(p): p for m in models for p in m.parameters()}
     trainable = module.actor_parameters() + module.critic_parameters()
-    figures = {
+    return with_memory({
         "variant": variant, "model": model_name, "device": device, "batch": batch_size,
         "max_new_tokens": max_new_tokens, "steps": steps, "models_held": len(models) - 1,
         "trainable_params": sum(p.numel() for p in trainable),
-        "total_params": sum(p.numel() for p in parameters.values()),
-        "rss_after_imports_mib": round(after_imports, 1), "rss_after_load_mib": round(after_load, 1),
-        "peak_rss_mib": round(peak_rss_mib(), 1),
-    }
-    figures["step_extra_mib"] = round(figures["peak_rss_mib"] - after_load, 1)
-    if device.startswith("cuda"):
-        figures["cuda_loaded_mib"] = round(loaded_cuda, 1)
-        figures["cuda_peak_mib"] = round(torch.cuda.max_memory_allocated() / MIB, 1)
-    return figures
+        "total_params": sum(p.numel() for p in parameters.values())},
+        after_imports, after_load, loaded_cuda if device.startswith("cuda") else None)
 
 
 # ------------------------------------------------------------------------------- parent side
