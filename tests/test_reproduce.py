@@ -30,7 +30,9 @@ def test_markdown_has_a_row_per_arm_with_budget_and_times():
     results = [_result("base", "base model (no training)", {"rotbench": _scores(4, 0, 0, 0)}, kind="none"),
                _result("pkt", "PKT", {"rotbench": _scores(4, 75.0, 50.0, 25.0)},
                        {"steps": 30, "tokens": 9000, "supervised_tokens": 800})]
+    results[1]["emitted"] = {"items": 4, "parsed": 3, "named": 1, "named_ignoring_case": 2}
     text = markdown(results, {"sft_steps": 30})
+    assert "| PKT | 4 | 3 | 1 | 2 |" in text
     row = next(line for line in text.splitlines() if line.startswith("| PKT"))
     assert "| 75.00 | 50.00 | 25.00 | – |" in row and "| 30 | 9000 | 800 | 2.0 | 1.0 | 3.0 |" in row
     assert "- sft_steps: `30`" in text and "rotbench 4" in text
@@ -86,6 +88,9 @@ def test_study_runs_resumes_and_reports(small_data_root, tmp_path):
     assert (runs / "mae_pkt" / "hf_model" / "config.json").exists()
     irm = json.loads((runs / "mae_pkt_irm" / "result.json").read_text())
     assert irm["train"]["rollout_batches"] == 1
+    for arm in figures["arms"]:  # 4 sets x 2 items; the counts nest
+        e = arm["emitted"]
+        assert e["items"] == 8 and e["parsed"] >= e["named_ignoring_case"] >= e["named"] >= 0
     for name in ("ablation.md", "ablation.json", "curves_sft.png", "curves_mae_pkt_irm.png"):
         assert (results / name).stat().st_size > 0
     assert (results / "curves_sft.png").read_bytes()[:4] == b"\x89PNG"

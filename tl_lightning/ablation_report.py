@@ -59,6 +59,13 @@ def markdown(results: Sequence[dict[str, Any]], budget: dict[str, Any]) -> str:
         cells += [_cell(row[k]) for k in ("steps", "tokens", "supervised_tokens", "train_minutes",
                                            "eval_minutes", "wall_minutes")]
         lines.append("| " + " | ".join(cells) + " |")
+    emitted = [r for r in results if "emitted" in r]
+    if emitted:
+        lines += ["", "## What the models emit (all scored items together)", "",
+                  "| arm | items | with a parseable call | first call names a gold tool | ... ignoring case |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {r['label']} | {r['emitted']['items']} | {r['emitted']['parsed']} | {r['emitted']['named']} | "
+                  f"{r['emitted']['named_ignoring_case']} |" for r in emitted]
     counts = {}
     for r in results:
         for name, s in r["scores"].items():

@@ -203,6 +203,30 @@ def same_budget(arm: Arm, finished: dict[str, Any] | None, budget: Budget) -> bo
     return all(finished.get(f) == getattr(budget, f) for f in fields)
 
 
+def call_diagnostics(arm_dir: Path, budget: Budget, data_root: Path) -> dict[str, int]:
+    """What the arm's model emits over all scored items, beyond TS / PI / CF: ``items``; ``parsed``:
+    predictions holding a call ``calls.parse_calls`` reads; ``named``: the first call names a gold
+    tool exactly; ``named_ignoring_case``: the same when case is ignored (the scorers, like the
+    benchmarks', need the exact name; a model that learned the call format from CamelCase training
+    tools but not the listed name's case scores 0 there)."""
+    from tl_lightning.calls import ParseFailure, parse_calls
+    from tl_lightning.evaluate import load_items, read_predictions
+
+    counts = {"items": 0, "parsed": 0, "named": 0, "named_ignoring_case": 0}
+    for name, benchmark, rel in EVAL_SETS:
+        items = load_items(benchmark, data_root / rel, sample=budget.eval_sample, seed=budget.seed)
+        for item, prediction in zip(items, read_predictions(arm_dir / "eval" / name / "predictions.jsonl", items)):
+            gold = {call.name for calls in item.gold for call in calls}
+            calls = parse_calls(prediction)
+            counts["items"] += 1
+            if isinstance(calls, ParseFailure):
+                continue
+            counts["parsed"] += 1
+            counts["named"] += calls[0].name in gold
+            counts["named_ignoring_case"] += calls[0].name.lower() in {g.lower() for g in gold}
+    return counts
+
+
 def run_arm(arm: Arm, budget: Budget, out_dir: Path, data_root: Path) -> dict[str, Any]:
     """The arm's result, from ``result.json`` when it finished before, else by running what is left."""
     arm_dir = out_dir / arm.name
@@ -281,6 +305,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             run_arm(arm, budget, args.output, args.data_root)
     finished = [json.loads((args.output / a.name / "result.json").read_text()) for a in ARMS
                 if (args.output / a.name / "result.json").exists()]
+    for result in finished:
+        result["emitted"] = call_diagnostics(args.output / result["arm"], budget, args.data_root)
     return write_results(finished, asdict(budget), args.output, args.results)
 
 
