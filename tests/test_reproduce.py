@@ -106,6 +106,10 @@ def test_study_runs_resumes_and_reports(small_data_root, tmp_path):
     assert report.exists()
     assert json.loads((runs / "base" / "progress.json").read_text())["attempts"] == 1
 
+    # arms finished with another budget are left out of the results of a call that does not run them
+    figures = reproduce.main([*args[:-4], "--arms", "base", "--sft-steps", "3", "--output", str(runs),
+                              "--results", str(results)])
+    assert [row["arm"] for row in figures["rows"]] == ["base"]
     with pytest.raises(ValueError, match="another budget"):
         reproduce.main([*args[:-4], "--sft-steps", "3", "--output", str(runs), "--results", str(results)])
 

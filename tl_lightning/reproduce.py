@@ -303,8 +303,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     for arm in ARMS:
         if arm.name in args.arms:
             run_arm(arm, budget, args.output, args.data_root)
-    finished = [json.loads((args.output / a.name / "result.json").read_text()) for a in ARMS
-                if (args.output / a.name / "result.json").exists()]
+    finished = []
+    for arm in ARMS:  # every finished arm of this budget, also those not run by this call
+        path = args.output / arm.name / "result.json"
+        result = json.loads(path.read_text()) if path.exists() else None
+        if result is not None and same_budget(arm, result.get("budget"), budget):
+            finished.append(result)
+        elif result is not None:
+            print(f"[reproduce] {arm.name}: finished with another budget, left out of the results ({path})", flush=True)
     for result in finished:
         result["emitted"] = call_diagnostics(args.output / result["arm"], budget, args.data_root)
     return write_results(finished, asdict(budget), args.output, args.results)
