@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import sys
 import time
 from collections.abc import Sequence
@@ -80,8 +81,6 @@ def load_items(benchmark: str, data_path: str | Path, limit: int | None = None, 
     """The benchmark items of ``data_path`` in file order: the first ``limit`` when given, or a
     ``sample`` of that many drawn with ``seed`` (still in file order; files are often sorted by
     scenario, so the first N would cover one scenario only)."""
-    import random
-
     from tl_lightning.data.sources import read_trajectories
 
     if benchmark not in BENCHMARKS:

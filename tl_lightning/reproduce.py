@@ -139,16 +139,24 @@ def batch_tokens(datamodule, steps: int) -> dict[str, int]:
     return {"tokens": seen, "supervised_tokens": supervised}
 
 
-def train_sft(arm: Arm, arm_dir: Path, budget: Budget, data_root: Path) -> dict[str, Any]:
-    """Fit the arm's SFT run and export its model; returns the run's figures."""
+def fit_and_export(config: str, arm_dir: Path, budget: Budget, data_root: Path, model: str | Path,
+                   overrides: Sequence[str]):
+    """``fit`` on the training mix from ``model`` (resuming an earlier attempt), then the trained
+    model as an HF folder in ``<arm_dir>/hf_model``; returns the CLI object (trainer, model, data)."""
     from tl_lightning.export import export_pretrained
 
-    overrides = [f"--model.init_args.model_name={budget.model}", f"--data.data_path={json.dumps(data_paths(data_root))}",
-                 f"--data.mae={str(arm.mae).lower()}", f"--data.w_max={arm.w_max}",
-                 f"--trainer.max_steps={budget.sft_steps}", f"--data.max_length={budget.max_length}",
-                 f"--data.seed={budget.seed}"]
-    fit = cli_main(fit_args(budget.sft_config, arm_dir, budget, overrides))
+    common = [f"--model.init_args.model_name={model}", f"--data.data_path={json.dumps(data_paths(data_root))}",
+              f"--data.max_length={budget.max_length}", f"--data.seed={budget.seed}"]
+    fit = cli_main(fit_args(config, arm_dir, budget, [*common, *overrides]))
     export_pretrained(fit.model.model, fit.model.tokenizer, arm_dir / "hf_model", overwrite=True)
+    return fit
+
+
+def train_sft(arm: Arm, arm_dir: Path, budget: Budget, data_root: Path) -> dict[str, Any]:
+    """Fit the arm's SFT run and export its model; returns the run's figures."""
+    fit = fit_and_export(budget.sft_config, arm_dir, budget, data_root, budget.model,
+                         [f"--data.mae={str(arm.mae).lower()}", f"--data.w_max={arm.w_max}",
+                          f"--trainer.max_steps={budget.sft_steps}"])
     report = fit.datamodule.report
     return {"steps": fit.trainer.global_step, "batch_size": fit.datamodule.batch_size,
             "max_length": fit.datamodule.max_length, "train_items": report["train_items"],
@@ -158,13 +166,8 @@ def train_sft(arm: Arm, arm_dir: Path, budget: Budget, data_root: Path) -> dict[
 
 def train_ppo(arm: Arm, arm_dir: Path, budget: Budget, data_root: Path, start_model: Path) -> dict[str, Any]:
     """PPO with the IRM reward from ``start_model``; export the actor; returns the run's figures."""
-    from tl_lightning.export import export_pretrained
-
-    overrides = [f"--model.init_args.model_name={start_model}", f"--data.data_path={json.dumps(data_paths(data_root))}",
-                 f"--trainer.limit_train_batches={budget.ppo_batches}", f"--data.max_length={budget.max_length}",
-                 f"--data.seed={budget.seed}"]
-    fit = cli_main(fit_args(budget.irm_config, arm_dir, budget, overrides))
-    export_pretrained(fit.model.model, fit.model.tokenizer, arm_dir / "hf_model", overwrite=True)
+    fit = fit_and_export(budget.irm_config, arm_dir, budget, data_root, start_model,
+                         [f"--trainer.limit_train_batches={budget.ppo_batches}"])
     loop = fit.trainer.fit_loop.epoch_loop.batch_progress.total
     return {"rollout_batches": loop.completed, "batch_size": fit.datamodule.batch_size,
             "optimizer_steps": fit.trainer.global_step, "prompts": fit.datamodule.report["train_items"]}
