@@ -106,6 +106,41 @@ def test_rotbench_last_two_tools_by_position_skip_content():
     assert score_rotbench(react("ask_user_zz", '{"q": "Which?"}'), [ask], tools) == TS_ONLY
 
 
+def test_rotbench_tools_named_finish_or_ask_to_user_skip_content_wherever_they_stand():
+    # the script renames the last two tools to finish / ask_to_user, then skips the values of
+    # candidates so NAMED: a tool with one of those names skips them even when not among the last two
+    tools = (ToolSpec("ask_to_user"), ToolSpec("finish"), ToolSpec("translate"), ToolSpec("search"))
+    ask = ToolCall("ask_to_user", {"question": "Which language?"})
+    done = ToolCall("finish", {"answer": "sayonara"})
+    assert score_rotbench(react("ask_to_user", '{"question": "What language?"}'), [ask], tools) == PASS
+    assert score_rotbench(react("finish", '{"answer": "bye"}'), [done], tools) == PASS
+    assert score_rotbench(react("finish", '{"text": "bye"}'), [done], tools) == TS_ONLY  # keys still count
+    # ... and the position half holds for the tools that stand last, whatever their names
+    search = ToolCall("search", {"q": "x"})
+    assert score_rotbench(react("search", '{"q": "y"}'), [search], tools) == PASS
+    assert score_toolalpaca(react("finish", '{"answer": "bye"}'), [done], tools) == TS_PI  # not ToolAlpaca's rule
+
+
+def test_rotbench_none_deletion_quirk_is_off_by_default_and_reproducible():
+    # RoTBench First_Turn/clean "Danish translation for these words: cat, dog, ...": the script
+    # deletes max_length ("None" in gold) from the prediction while checking the "cat" candidate, so
+    # the exact "dog" candidate then has a key the prediction no longer has.
+    cat = ToolCall("translate", {"text": "cat", "tgt": "da", "max_length": "None"})
+    dog = ToolCall("translate", {"text": "dog", "tgt": "da", "max_length": "None"})
+    pred = react("translate", '{"text": "dog", "tgt": "da", "max_length": "100"}')
+    assert score_rotbench(pred, [cat, dog], ROT_TOOLS) == PASS
+    assert score_rotbench(pred, [cat, dog], ROT_TOOLS, none_deletion_carries_over=True) == TS_PI
+    assert score_rotbench(pred, [dog, cat], ROT_TOOLS, none_deletion_carries_over=True) == PASS  # order decides
+    # the other way round: a prediction with an extra key passes a later candidate without it
+    with_key, without = ToolCall("search", {"q": "x", "n": "None"}), ToolCall("search", {"q": "y"})
+    extra = react("search", '{"q": "y", "n": "5"}')
+    assert score_rotbench(extra, [with_key, without], ROT_TOOLS) == TS_PI
+    assert score_rotbench(extra, [with_key, without], ROT_TOOLS, none_deletion_carries_over=True) == PASS
+    metric = ToolCallMetrics("rotbench", none_deletion_carries_over=True)
+    metric.update([pred], [[cat, dog]], [ROT_TOOLS])
+    assert metric.compute()["cf"].item() == 0.0
+
+
 def test_rotbench_literal_finish_matches_the_renamed_last_tool():
     tools = (ToolSpec("translate"), ToolSpec("ask_user_zz"), ToolSpec("done_zz"))
     gold = ToolCall("done_zz", {"answer": "sayonara"})
