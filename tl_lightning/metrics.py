@@ -41,9 +41,17 @@ Rules:
   parameter present, no parameter outside the schema or outside the answer, every answer
   parameter present unless its acceptable list holds ``""``); values (type check with int
   accepted for float; value within the acceptable list, strings compared after BFCL's
-  normalisation). TS = the right functions (a name-preserving matching exists), PI = the right
-  parameter sets too, CF = BFCL's full pass. Where BFCL matches greedily, we find a perfect
-  matching if one exists (greedy can miss one when one prediction fits two expected calls).
+  normalisation; an empty list passes for a list parameter whose acceptable values hold ``""``,
+  as BFCL's list checkers read ``""`` as an empty list). TS = the right functions (a
+  name-preserving matching exists), PI = the right parameter sets too, CF = BFCL's full pass.
+  Where BFCL matches greedily, we find a perfect matching if one exists (greedy can miss one when
+  one prediction fits two expected calls). Answer names map to declared functions as the reader
+  maps them (``bfcl_declared_name``: with a single declared function, its name wins).
+  Irrelevance items (empty ground truth): a prediction without a decodable call passes all three,
+  any call fails all three (BFCL: pass iff nothing decodes, ``[]`` counting as nothing). An item
+  whose answer record is malformed (``{"unscorable": why}``) fails all three. BFCL's Java and
+  JavaScript categories are not scored: the reader refuses them, and a Java/JavaScript-only type
+  name in a schema (``String``, ``long``, ``HashMap``, ...) raises ``ValueError`` here.
 """
 
 from __future__ import annotations
@@ -57,7 +65,12 @@ from torchmetrics import Metric
 
 from tl_lightning.calls import ParseFailure, normalize_value, parse_call, parse_calls
 from tl_lightning.data.records import ToolCall, ToolSpec
-from tl_lightning.data.sources import BfclAnswer, bfcl_answer_from_calls, bfcl_expected_calls
+from tl_lightning.data.sources import (
+    BfclAnswer,
+    bfcl_answer_from_calls,
+    bfcl_expected_calls,
+    bfcl_unscorable_reason,
+)
 
 BENCHMARKS = ("rotbench", "toolalpaca", "bfcl")
 
@@ -71,6 +84,7 @@ class ItemScore(NamedTuple):
 
 
 FAILED = ItemScore(False, False, False)
+PASSED = ItemScore(True, True, True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -149,6 +163,10 @@ _BFCL_TYPES: dict[str, type] = {
     "array": list, "tuple": list, "dict": dict, "object": dict, "any": str,
 }
 _BFCL_STRIP = re.compile(r"[ ,./\-_*^]")
+# Type names only BFCL's Java / JavaScript categories use (its JAVA_TYPE_CONVERSION and
+# JS_TYPE_CONVERSION): their values need BFCL's conversion rules, which are not implemented.
+_BFCL_CONVERTED_TYPES = frozenset({"byte", "short", "long", "double", "char", "Array", "ArrayList", "Set",
+                                   "HashMap", "Hashtable", "Queue", "Stack", "String", "Bigint", "Boolean"})
 
 
 def bfcl_normalize_string(text: str) -> str:
@@ -173,6 +191,10 @@ def _bfcl_type_ok(value: Any, schema: dict[str, Any], acceptable: list[Any]) -> 
     """(type accepted, value is a "variable"). BFCL accepts the schema's type, or the type of the
     acceptable values when they differ from the schema (a variable name in place of a value);
     list items are checked one level deep against the schema's ``items`` type."""
+    if schema.get("type") in _BFCL_CONVERTED_TYPES:
+        raise ValueError(f"parameter type {schema['type']!r} belongs to BFCL's Java/JavaScript categories, whose "
+                         "values BFCL converts with its own type rules; they are not supported (scoring them "
+                         "with the Python rules would be wrong)")
     expected = _BFCL_TYPES.get(str(schema.get("type")))
     answer_type = _answer_type(acceptable)
     is_variable = expected is not None and answer_type is not None and answer_type is not expected
@@ -214,17 +236,18 @@ def _bfcl_value_ok(value: Any, schema: dict[str, Any], acceptable: list[Any]) ->
     items = schema.get("items") or {}
     if isinstance(value, dict):
         return _bfcl_dict_ok(value, acceptable)
-    if isinstance(value, list) and _BFCL_TYPES.get(str(items.get("type"))) is dict:
-        return any(isinstance(answer, list) and len(answer) == len(value)
-                   and all(isinstance(v, dict) and _bfcl_dict_ok(v, [a]) for v, a in zip(value, answer))
-                   for answer in acceptable)
+    if isinstance(value, list):
+        # BFCL's list checkers iterate each acceptable value: the omission marker "" reads as []
+        lists = [[] if answer == "" else answer for answer in acceptable]
+        if _BFCL_TYPES.get(str(items.get("type"))) is dict:
+            return any(isinstance(answer, list) and len(answer) == len(value)
+                       and all(isinstance(v, dict) and _bfcl_dict_ok(v, [a]) for v, a in zip(value, answer))
+                       for answer in lists)
+        normalized = [_normalized(v) for v in value]
+        return any(isinstance(answer, list) and normalized == [_normalized(a) for a in answer] for answer in lists)
     if isinstance(value, str):
         return bfcl_normalize_string(value) in [bfcl_normalize_string(a) for a in acceptable
                                                 if isinstance(a, str)]
-    if isinstance(value, list):
-        normalized = [_normalized(v) for v in value]
-        return any(isinstance(answer, list) and normalized == [_normalized(a) for a in answer]
-                   for answer in acceptable)
     return value in acceptable
 
 
@@ -266,8 +289,13 @@ def _has_perfect_matching(n: int, allowed: Callable[[int, int], bool]) -> bool:
 
 def score_bfcl(prediction: str, ground_truth: BfclAnswer, tools: Sequence[ToolSpec]) -> ItemScore:
     """BFCL's AST check of one prediction (any number of calls) against ``ground_truth`` (one
-    ``{name: {param: [acceptable]}}`` per expected call); see the module doc for TS/PI/CF."""
+    ``{name: {param: [acceptable]}}`` per expected call; none for an irrelevance item; or the
+    unscorable marker); see the module doc for TS/PI/CF."""
+    if bfcl_unscorable_reason(ground_truth) is not None:
+        return FAILED
     preds = parse_calls(prediction)
+    if not ground_truth:  # irrelevance: abstaining passes, any call fails
+        return PASSED if isinstance(preds, ParseFailure) else FAILED
     if isinstance(preds, ParseFailure) or len(preds) != len(ground_truth):
         return FAILED
     tools_by_name = {t.name: t for t in tools}
@@ -301,7 +329,7 @@ def score_item(benchmark: str, prediction: str, gold: Sequence, tools: Sequence[
     if benchmark == "toolalpaca":
         return score_toolalpaca(prediction, gold, tools)
     if benchmark == "bfcl":
-        if not is_bfcl_answer(bfcl_ground_truth):
+        if not is_bfcl_answer(bfcl_ground_truth) and bfcl_unscorable_reason(bfcl_ground_truth) is None:
             first = gold[0] if gold else ()
             bfcl_ground_truth = bfcl_answer_from_calls([first] if isinstance(first, ToolCall) else first)
         return score_bfcl(prediction, bfcl_ground_truth, tools)
