@@ -32,7 +32,8 @@ Formats (see ``../shared/data/FORMATS.md`` for the public sources):
 
 Known defects of the public files are repaired where the intent is unambiguous, and every repair
 is recorded in the trajectory's ``meta`` (``repaired_inputs``: ToolAlpaca gold inputs that are not
-JSON; ``repaired_gold_names``: a BFCL answer naming a tool without its module; ``duplicate_tools``:
+JSON; ``repaired_gold_names``: a BFCL answer naming a tool without its module, or naming another
+function where only one is declared (``bfcl_declared_name``); ``duplicate_tools``:
 a tool name a prompt declares twice; ``original_id``: an id a file repeats).
 
 Where tools are parsed out of a system prompt (``tl``, ``rotbench``, ``sharegpt`` without a
