@@ -47,6 +47,8 @@ _NAME = r"[^\W\d][\w.\-]*"  # a (Unicode) letter or "_", then letters, digits, "
 _CALL_START = re.compile(rf"(?<![\w.\-])({_NAME})\s*\(")
 _KEY = re.compile(r"\s*([^\s=,()\[\]{}'\"*]+)\s*=(?!=)")
 _REACT = re.compile(r"Action\s*:[ \t]*(?P<name>[^\n]*)\n\s*Action[ \t]*Input\s*:[ \t]*")
+# Characters the ReAct reading strips around a name (models often quote it).
+_REACT_NAME_QUOTES = "`'\""
 _REACT_INPUT_END = re.compile(r"\n\s*(?:Observation|Thought|Action|Final Answer)\s*:")
 _TOOL_CALL_BLOCK = re.compile(r"<tool_call>(.*?)(?:</tool_call>|\Z)", re.DOTALL)
 _PAIRS = {"(": ")", "[": "]", "{": "}"}
@@ -341,7 +343,7 @@ def _embedded_calls(text: str) -> list[ToolCall] | ParseFailure:
 def _react_calls(text: str, matches: list[re.Match]) -> list[ToolCall] | ParseFailure:
     calls = []
     for match in matches:
-        name = match.group("name").strip().strip("`'\"").strip()
+        name = match.group("name").strip().strip(_REACT_NAME_QUOTES).strip()
         if not name:
             return ParseFailure("ReAct 'Action:' without a tool name")
         stop = _REACT_INPUT_END.search(text, match.end())
@@ -421,8 +423,8 @@ def parse_calls(text: str) -> list[ToolCall] | ParseFailure:
     """All calls in ``text`` (parallel calls), in order; a ``ParseFailure`` when there is none.
 
     A text that is one whole rendering (a JSON/Python value: a call object, an OpenAI message or
-    ``tool_calls`` list, a list of call objects; one python-form call; one ReAct pair) is read as
-    that. Otherwise these readings are tried in order and the first that finds calls wins (so a
+    ``tool_calls`` list, a list of call objects; one python-form call; one ReAct pair; one
+    ``<tool_call>`` block holding one of those) is read as that. Otherwise these readings are tried in order and the first that finds calls wins (so a
     value such as ``"<tool_call>"`` inside a python-form call does not derail it); when none does,
     the first one's failure is returned: ``<tool_call>`` blocks; ReAct ``Action:`` /
     ``Action Input:`` pairs; python-form calls and call objects inside prose, in a Python list or
@@ -469,10 +471,6 @@ def _json(value: Any) -> str:
     """JSON text of a value; NaN and infinity are refused (``ValueError``): the parsers do not read
     them back."""
     return json.dumps(value, ensure_ascii=False, allow_nan=False)
-
-
-# Characters the ReAct parser strips around a name (models often quote it).
-_REACT_NAME_QUOTES = "`'\""
 
 
 def unwritable_name(name: Any, style: str) -> str | None:
