@@ -96,6 +96,41 @@ def test_gold_then_score_round_trip(shared_data, tmp_path, capsys):
     assert _last_json_line(capsys)["ts"] == round(100 * 96 / 105, 2)
 
 
+def test_bfcl_unscorable_item_counts_as_failed_and_is_listed(shared_data, tmp_path, capsys):
+    """One broken line in the possible_answer file used to make the whole file unreadable; now
+    that item fails and the result and the reports list it, the others are scored."""
+    from tests.data.test_sources import _bfcl_files
+    from tl_lightning.evaluate import write_report
+
+    data = _bfcl_files(shared_data, tmp_path, lambda q, a: a.__setitem__(1, "BROKEN"))
+    result = main(["gold", "--benchmark", "bfcl", "--data", str(data), "--output", str(tmp_path / "g.jsonl")])
+    assert _last_json_line(capsys) == result
+    assert {k: result[k] for k in ("n", "ts", "pi", "cf")} == {"n": 3, "ts": 66.67, "pi": 66.67, "cf": 66.67}
+    (entry,) = result["unscorable"]
+    assert entry["id"] == "simple_1" and "invalid JSON on line 2" in entry["reason"]
+    items = load_items("bfcl", data)
+    predictions = [gold_prediction(item) for item in items]
+    write_report(tmp_path, result, items, predictions, score_items("bfcl", items, predictions), {})
+    assert json.loads((tmp_path / "report.json").read_text())["unscorable"] == [entry]
+    assert "Unscorable (counted as failed): `simple_1`" in (tmp_path / "report.md").read_text()
+
+
+def test_bfcl_irrelevance_gold_abstains_and_any_call_fails(shared_data, tmp_path, capsys):
+    from tests.data.test_sources import _bfcl_category_file
+
+    data = _bfcl_category_file(shared_data, tmp_path, "irrelevance", with_answers=False)
+    gold = tmp_path / "gold.jsonl"
+    assert main(["gold", "--benchmark", "bfcl", "--data", str(data), "--output", str(gold)]) == {
+        "benchmark": "bfcl", "n": 3, "ts": 100.0, "pi": 100.0, "cf": 100.0}
+    lines = [json.loads(line) for line in gold.read_text().splitlines()]
+    assert [line["prediction"] for line in lines] == ["", "", ""]
+    lines[0]["prediction"] = "calculate_triangle_area(base=10, height=5)"
+    lines[1]["prediction"] = "No function fits this question."
+    gold.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    scored = main(["score", "--benchmark", "bfcl", "--data", str(data), "--predictions", str(gold)])
+    assert {k: scored[k] for k in ("ts", "pi", "cf")} == {"ts": 66.67, "pi": 66.67, "cf": 66.67}
+
+
 def test_score_checks_ids_and_count(shared_data, tmp_path):
     items = load_items("toolalpaca", shared_data / "ToolAlpaca/data/eval_real.json", limit=3)
     path = tmp_path / "p.jsonl"

@@ -106,6 +106,41 @@ def test_rotbench_last_two_tools_by_position_skip_content():
     assert score_rotbench(react("ask_user_zz", '{"q": "Which?"}'), [ask], tools) == TS_ONLY
 
 
+def test_rotbench_tools_named_finish_or_ask_to_user_skip_content_wherever_they_stand():
+    # the script renames the last two tools to finish / ask_to_user, then skips the values of
+    # candidates so NAMED: a tool with one of those names skips them even when not among the last two
+    tools = (ToolSpec("ask_to_user"), ToolSpec("finish"), ToolSpec("translate"), ToolSpec("search"))
+    ask = ToolCall("ask_to_user", {"question": "Which language?"})
+    done = ToolCall("finish", {"answer": "sayonara"})
+    assert score_rotbench(react("ask_to_user", '{"question": "What language?"}'), [ask], tools) == PASS
+    assert score_rotbench(react("finish", '{"answer": "bye"}'), [done], tools) == PASS
+    assert score_rotbench(react("finish", '{"text": "bye"}'), [done], tools) == TS_ONLY  # keys still count
+    # ... and the position half holds for the tools that stand last, whatever their names
+    search = ToolCall("search", {"q": "x"})
+    assert score_rotbench(react("search", '{"q": "y"}'), [search], tools) == PASS
+    assert score_toolalpaca(react("finish", '{"answer": "bye"}'), [done], tools) == TS_PI  # not ToolAlpaca's rule
+
+
+def test_rotbench_none_deletion_quirk_is_off_by_default_and_reproducible():
+    # RoTBench First_Turn/clean "Danish translation for these words: cat, dog, ...": the script
+    # deletes max_length ("None" in gold) from the prediction while checking the "cat" candidate, so
+    # the exact "dog" candidate then has a key the prediction no longer has.
+    cat = ToolCall("translate", {"text": "cat", "tgt": "da", "max_length": "None"})
+    dog = ToolCall("translate", {"text": "dog", "tgt": "da", "max_length": "None"})
+    pred = react("translate", '{"text": "dog", "tgt": "da", "max_length": "100"}')
+    assert score_rotbench(pred, [cat, dog], ROT_TOOLS) == PASS
+    assert score_rotbench(pred, [cat, dog], ROT_TOOLS, none_deletion_carries_over=True) == TS_PI
+    assert score_rotbench(pred, [dog, cat], ROT_TOOLS, none_deletion_carries_over=True) == PASS  # order decides
+    # the other way round: a prediction with an extra key passes a later candidate without it
+    with_key, without = ToolCall("search", {"q": "x", "n": "None"}), ToolCall("search", {"q": "y"})
+    extra = react("search", '{"q": "y", "n": "5"}')
+    assert score_rotbench(extra, [with_key, without], ROT_TOOLS) == TS_PI
+    assert score_rotbench(extra, [with_key, without], ROT_TOOLS, none_deletion_carries_over=True) == PASS
+    metric = ToolCallMetrics("rotbench", none_deletion_carries_over=True)
+    metric.update([pred], [[cat, dog]], [ROT_TOOLS])
+    assert metric.compute()["cf"].item() == 0.0
+
+
 def test_rotbench_literal_finish_matches_the_renamed_last_tool():
     tools = (ToolSpec("translate"), ToolSpec("ask_user_zz"), ToolSpec("done_zz"))
     gold = ToolCall("done_zz", {"answer": "sayonara"})
@@ -249,8 +284,55 @@ def test_bfcl_lone_function_names_the_expected_call():
     answer = [{"find_closest": {"location": ["Boston"]}}]
     assert score_bfcl("restaurant.find_closest(location='Boston')", answer, [tool]) == PASS
     assert score_bfcl("find_closest(location='Boston')", answer, [tool]) == FAILED
+    # with one function its name wins whatever the answer says (BFCL's simple checker)
+    assert score_bfcl("restaurant.find_closest(location='Boston')", [{"nope": {"location": ["Boston"]}}],
+                      [tool]) == PASS
+    # among several, the one declared <module>.name, as the reader maps the gold call (bfcl_declared_name)
     two = [tool, bfcl_tool("other", {}, [])]
-    assert score_bfcl("restaurant.find_closest(location='Boston')", answer, two) == FAILED
+    assert score_bfcl("restaurant.find_closest(location='Boston')", answer, two) == PASS
+    assert score_bfcl("restaurant.find_closest(location='Boston')", [{"nope": {"location": ["Boston"]}}],
+                      two) == FAILED
+
+
+def test_bfcl_empty_list_for_an_optional_list_parameter_passes():
+    # BFCL's list_checker and list_dict_checker iterate each acceptable value: "" reads as []
+    tool = bfcl_tool("f", {"xs": {"type": "array", "items": {"type": "string"}},
+                           "rows": {"type": "array", "items": {"type": "dict"}}}, [])
+    optional = [{"f": {"xs": [["a"], ""], "rows": [[{"n": [1]}], ""]}}]
+    assert score_bfcl("f(xs=[], rows=[])", optional, [tool]) == PASS
+    assert score_bfcl("f(xs=['a'], rows=[{'n': 1}])", optional, [tool]) == PASS
+    assert score_bfcl("f(xs=['b'])", optional, [tool]) == TS_PI
+    required = [{"f": {"xs": [["a"]], "rows": [[{"n": [1]}]]}}]
+    assert score_bfcl("f(xs=[], rows=[{'n': 1}])", required, [tool]) == TS_PI
+    assert score_bfcl("f(xs=['a'], rows=[])", required, [tool]) == TS_PI
+
+
+def test_bfcl_irrelevance_abstaining_passes_any_call_fails():
+    tool = bfcl_tool("calc.area", {"base": {"type": "integer"}}, ["base"])
+    for abstain in ("I cannot compute that with the given tools.", "", "[]", "[{}]"):
+        assert score_bfcl(abstain, [], [tool]) == PASS, abstain
+    for call in ("calc.area(base=10)", "other(x=1)", '{"name": "calc.area", "arguments": {}}'):
+        assert score_bfcl(call, [], [tool]) == FAILED, call
+    # the same through score_item (no call set in gold) and the Metric
+    assert score_item("bfcl", "No call needed.", ((),), [tool], []) == PASS
+    assert score_item("bfcl", "calc.area(base=1)", ((),), [tool]) == FAILED
+    metric = ToolCallMetrics("bfcl")
+    metric.update(["no", "calc.area(base=1)"], [((),), ((),)], [[tool], [tool]], [[], []])
+    assert metric.compute()["cf"].item() == pytest.approx(50.0)
+
+
+def test_bfcl_unscorable_item_fails_every_prediction():
+    unscorable = {"unscorable": "file a.json, record 1: invalid JSON on line 2"}
+    assert score_bfcl("calc.area(base=10, height=5.0)", unscorable, [AREA]) == FAILED
+    assert score_bfcl("no call", unscorable, [AREA]) == FAILED
+    gold = ((ToolCall("calc.area", {"base": 10, "height": 5.0}),),)  # not used in its place
+    assert score_item("bfcl", "calc.area(base=10, height=5.0)", gold, [AREA], unscorable) == FAILED
+
+
+def test_bfcl_java_and_javascript_types_are_refused():
+    tool = bfcl_tool("Utils.pad", {"text": {"type": "String"}, "width": {"type": "long"}}, ["text"])
+    with pytest.raises(ValueError, match="'String' belongs to BFCL's Java/JavaScript categories"):
+        score_bfcl('Utils.pad(text="abc")', [{"Utils.pad": {"text": ["abc"], "width": [""]}}], [tool])
 
 
 def test_bfcl_reference_calls_pass_their_own_answer():

@@ -16,6 +16,8 @@ Commands (``python -m tl_lightning.evaluate ...``; each prints one JSON object
 An item is one gold assistant turn of a trajectory read by ``data.sources.read_trajectories``:
 the LAST assistant turn (RoTBench, BFCL), or the FIRST one for ToolAlpaca (its first gold step);
 ``data.datamodule.gold_turn_index`` has the rule, so the ``eval`` batches score the same turns.
+A BFCL item whose answer record is malformed is unscorable: it counts in ``n`` as failed, and the
+result lists it (``"unscorable": [{"id", "reason"}]``, present only when there are such items).
 ``generate_calls`` is the batched generation step shared with a LightningModule ``test_step``.
 """
 
@@ -37,7 +39,14 @@ import torch
 from tl_lightning.calls import END_MARKERS, ParseFailure, format_call, parse_call, parse_calls
 from tl_lightning.data.records import DataError, ToolCall, ToolSpec, Trajectory
 from tl_lightning.data.datamodule import gold_turn_index
-from tl_lightning.metrics import BENCHMARKS, BfclAnswer, ItemScore, ToolCallMetrics, score_item
+from tl_lightning.metrics import (
+    BENCHMARKS,
+    BfclAnswer,
+    ItemScore,
+    ToolCallMetrics,
+    bfcl_unscorable_reason,
+    score_item,
+)
 
 DEFAULT_PROMPT_FORMAT = "codellama"
 
@@ -74,6 +83,11 @@ class EvalItem:
     @property
     def scenario(self) -> str | None:
         return self.trajectory.meta.get("scenario")
+
+    @property
+    def unscorable(self) -> str | None:
+        """Why the item cannot be scored (a malformed BFCL answer record), or None."""
+        return bfcl_unscorable_reason(self.bfcl_ground_truth)
 
 
 def load_items(benchmark: str, data_path: str | Path, limit: int | None = None, sample: int | None = None,
@@ -146,9 +160,14 @@ def percentages(scores: Sequence[ItemScore]) -> dict[str, float]:
     return {level: round(100.0 * sum(getattr(s, level) for s in scores) / n, 2) for level in ("ts", "pi", "cf")}
 
 
-def summary(benchmark: str, scores: Sequence[ItemScore]) -> dict[str, Any]:
-    """The one-line result: ``{"benchmark", "n", "ts", "pi", "cf"}``."""
-    return {"benchmark": benchmark, "n": len(scores), **percentages(scores)}
+def summary(benchmark: str, scores: Sequence[ItemScore], items: Sequence[EvalItem] = ()) -> dict[str, Any]:
+    """The one-line result: ``{"benchmark", "n", "ts", "pi", "cf"}``, plus ``"unscorable"`` (id and
+    reason of each unscorable item of ``items``, counted in ``n`` as failed) when there are any."""
+    result = {"benchmark": benchmark, "n": len(scores), **percentages(scores)}
+    unscorable = [{"id": item.id, "reason": item.unscorable} for item in items if item.unscorable]
+    if unscorable:
+        result["unscorable"] = unscorable
+    return result
 
 
 def by_scenario(items: Sequence[EvalItem], scores: Sequence[ItemScore]) -> dict[str, dict[str, Any]]:
@@ -393,6 +412,8 @@ def write_report(output_dir: Path, result: dict[str, Any], items: Sequence[EvalI
                   for name, r in scenarios.items()]
         lines.append("")
     lines.append(f"Predictions without a parseable call: {unparsable} of {len(predictions)}.")
+    for entry in result.get("unscorable", ()):
+        lines.append(f"Unscorable (counted as failed): `{entry['id']}`: {entry['reason']}")
     lines += ["", "## Settings", ""] + [f"- {k}: `{v}`" for k, v in settings.items()]
     (output_dir / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
@@ -463,7 +484,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     else:
         predictions, settings = _run(args, items)
     scores = score_items(args.benchmark, items, predictions)
-    result = summary(args.benchmark, scores)
+    result = summary(args.benchmark, scores, items)
     if args.command == "run":
         output_dir = Path(args.output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)

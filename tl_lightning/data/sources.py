@@ -32,7 +32,8 @@ Formats (see ``../shared/data/FORMATS.md`` for the public sources):
 
 Known defects of the public files are repaired where the intent is unambiguous, and every repair
 is recorded in the trajectory's ``meta`` (``repaired_inputs``: ToolAlpaca gold inputs that are not
-JSON; ``repaired_gold_names``: a BFCL answer naming a tool without its module; ``duplicate_tools``:
+JSON; ``repaired_gold_names``: a BFCL answer naming a tool without its module, or naming another
+function where only one is declared (``bfcl_declared_name``); ``duplicate_tools``:
 a tool name a prompt declares twice; ``original_id``: an id a file repeats).
 
 Where tools are parsed out of a system prompt (``tl``, ``rotbench``, ``sharegpt`` without a
@@ -840,22 +841,45 @@ def _bfcl_schema(node: Any) -> Any:
 
 
 # BFCL ground truth: one dict per expected call, ``{function_name: {param: [acceptable values]}}``;
-# ``""`` among the acceptable values means the parameter may be left out.
+# ``""`` among the acceptable values means the parameter may be left out. An empty list: no call
+# is expected (the irrelevance categories). ``{"unscorable": why}`` instead of a list: the item's
+# answer record is malformed, so every prediction fails it (``bfcl_unscorable_reason``).
 BfclAnswer = list[dict[str, dict[str, list[Any]]]]
+
+# Categories whose items expect no call (BFCL: "irrelevance" in the category name); they have no
+# possible_answer records.
+_BFCL_NO_CALL = "irrelevance"
+# Categories whose values BFCL converts with Java / JavaScript type rules (java_type_converter /
+# js_type_converter: values are source literals in strings, "new ArrayList<>(...)", "123L", "5n").
+_BFCL_CONVERTED_LANGUAGES = ("java", "javascript")
+
+
+def bfcl_unscorable_reason(ground_truth: Any) -> str | None:
+    """Why an item cannot be scored (its answer record is malformed), or None for a ground truth."""
+    return ground_truth.get("unscorable") if isinstance(ground_truth, dict) else None
+
+
+def bfcl_declared_name(name: str, tools: Sequence[ToolSpec]) -> str:
+    """The declared function an answer's function name stands for: the name itself when declared;
+    else, with a single declared function, that one (BFCL's simple checker takes the name from the
+    declaration, whatever the answer says); else the one declared ``<module>.name`` (simple_363's
+    answer names ``find_closest`` for ``restaurant_search.find_closest``); else ``name`` unchanged.
+    The reader and the scorer both map answer names through this."""
+    if any(t.name == name for t in tools):
+        return name
+    if len(tools) == 1:
+        return tools[0].name
+    dotted = [t.name for t in tools if t.name.endswith(f".{name}")]
+    return dotted[0] if len(dotted) == 1 else name
 
 
 def bfcl_expected_calls(ground_truth: BfclAnswer,
                         tools: Sequence[ToolSpec]) -> list[tuple[str, dict[str, list[Any]]]]:
-    """``(function name, {param: [acceptable]})`` per expected call. An answer may name a function
-    the list lacks (simple_363: ``find_closest`` for ``restaurant_search.find_closest``); with a
-    single function in the list, BFCL's simple checker takes the name from that function."""
-    names = {t.name for t in tools}
+    """``(declared function name, {param: [acceptable]})`` per expected call (``bfcl_declared_name``)."""
     expected = []
     for entry in ground_truth:
         (name, answers), = entry.items()
-        if name not in names and len(tools) == 1:
-            name = tools[0].name
-        expected.append((name, answers))
+        expected.append((bfcl_declared_name(name, tools), answers))
     return expected
 
 
@@ -916,6 +940,36 @@ def _bfcl_answers_path(path: Path, options: ReadOptions) -> Path:
                             path.parent.parent / "possible_answer" / path.name], "BFCL answer file", path)
 
 
+@dataclass(frozen=True)
+class _BfclAnswers:
+    """A possible_answer file: its records by id, and why each unreadable line (by record index:
+    BFCL keeps questions and answers in the same order) cannot be read."""
+
+    source: Path
+    by_id: dict[str, Any]
+    broken: dict[int, str]
+
+
+def _load_bfcl_answers(path: Path) -> _BfclAnswers:
+    """Every line of a possible_answer file (JSON Lines); a line that is not a JSON object with a
+    string ``id`` is kept as the reason its item cannot be scored, not as an error of the file."""
+    by_id, broken = {}, {}
+    for index, answer in _jsonl_records(path):
+        if isinstance(answer, dict) and isinstance(answer.get("id"), str):
+            by_id[answer["id"]] = answer
+        else:
+            broken[index] = str(answer if isinstance(answer, DataError) else
+                                DataError("an answer record must be an object with a string 'id'",
+                                          source=str(path), index=index))
+    return _BfclAnswers(path, by_id, broken)
+
+
+def _bfcl_category(rec: Any) -> str | None:
+    """The BFCL category of a question record, from its id (``simple_0``, ``live_irrelevance_3-0-1``)."""
+    rid = rec.get("id") if isinstance(rec, dict) else None
+    return rid.rsplit("_", 1)[0] if isinstance(rid, str) else None
+
+
 _ARITHMETIC = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: a * b,
                ast.Div: lambda a, b: a / b}
 
@@ -959,16 +1013,16 @@ def _bfcl_exec_call(text: str, tools: tuple[ToolSpec, ...], where: str) -> ToolC
     raise DataError(f"cannot parse the call ({call.reason})", field=where)
 
 
-def _declared_name(name: str, tools: tuple[ToolSpec, ...], repairs: dict[str, str]) -> str:
-    """``name`` itself when declared; else the one declared ``<module>.name`` (BFCL simple_363's
-    answer names ``find_closest`` for the tool ``restaurant_search.find_closest``)."""
-    if any(t.name == name for t in tools):
-        return name
-    dotted = [t.name for t in tools if t.name.endswith(f".{name}")]
-    if len(dotted) == 1:
-        repairs[name] = dotted[0]
-        return dotted[0]
-    return name
+def _declared_name(name: str, tools: tuple[ToolSpec, ...], repairs: dict[str, str], where: str) -> str:
+    """``bfcl_declared_name``, recording a changed name in ``repairs``; ``DataError`` when the name
+    stands for no declared function."""
+    declared = bfcl_declared_name(name, tools)
+    if declared not in {t.name for t in tools}:
+        raise DataError(f"the answer names {name!r}, which is not among the declared functions "
+                        f"{sorted(t.name for t in tools)}", field=where)
+    if declared != name:
+        repairs[name] = declared
+    return declared
 
 
 def _bfcl_gold(answer: Any, tools: tuple[ToolSpec, ...], where: str,
@@ -981,7 +1035,8 @@ def _bfcl_gold(answer: Any, tools: tuple[ToolSpec, ...], where: str,
     for j, entry in enumerate(truth):
         ew = f"{where}.ground_truth[{j}]"
         if isinstance(entry, str):
-            calls.append(_bfcl_exec_call(entry, tools, ew))
+            call = _bfcl_exec_call(entry, tools, ew)
+            calls.append(ToolCall(_declared_name(call.name, tools, repairs, ew), call.arguments))
             continue
         if not isinstance(entry, dict) or len(entry) != 1:
             raise DataError("expected {tool name: {parameter: [acceptable values]}}", field=ew)
@@ -992,12 +1047,44 @@ def _bfcl_gold(answer: Any, tools: tuple[ToolSpec, ...], where: str,
         for p, values in params.items():
             if not isinstance(values, list) or not values:
                 raise DataError("expected a non-empty list of acceptable values", field=f"{ew}.{name}.{p}")
-        name = _declared_name(name, tools, repairs)
+        name = _declared_name(name, tools, repairs, ew)
         calls.append(bfcl_reference_call(name, params, tools_by_name.get(name)))
+    if not calls:
+        raise DataError("an empty ground truth (only the irrelevance categories expect no call)",
+                        field=f"{where}.ground_truth")
     return tuple(calls)
 
 
-def _bfcl_record(path: Path, index: int, rec: Any, answers: dict[str, Any]) -> Trajectory:
+def _bfcl_answer_meta(rid: str, index: int, tools: tuple[ToolSpec, ...],
+                      answers: _BfclAnswers) -> tuple[tuple[ToolCall, ...], dict[str, Any]]:
+    """The gold calls of question ``rid`` (record ``index``) and the meta its answer brings. A
+    malformed answer record (not JSON, wrong shape, naming no declared function) makes the item
+    unscorable: no gold call, ``bfcl_ground_truth = {"unscorable": why}``; the other items of the
+    file are read as usual. A question without any answer record is an error of that record."""
+    if rid not in answers.by_id:
+        if index in answers.broken:
+            return (), {"bfcl_ground_truth": {"unscorable": answers.broken[index]}}
+        raise DataError("no answer with this id in the possible_answer file", field="id")
+    answer, repairs = answers.by_id[rid], {}
+    try:
+        gold = _bfcl_gold(answer, tools, "possible_answer", repairs)
+    except DataError as e:
+        reason = str(e.located(source=str(answers.source), record_id=rid))
+        return (), {"bfcl_ground_truth": {"unscorable": reason}}
+    meta: dict[str, Any] = {"bfcl_ground_truth": answer["ground_truth"]}
+    if repairs:
+        meta["repaired_gold_names"] = repairs
+    if any(isinstance(entry, str) for entry in answer["ground_truth"]):
+        # exec_* answers are call strings: keep them, and give the checker the usual form
+        # {name: {param: [value]}} (one acceptable value each)
+        meta["bfcl_exec_ground_truth"] = answer["ground_truth"]
+        meta["bfcl_ground_truth"] = bfcl_answer_from_calls(gold)
+    if "execution_result_type" in answer:
+        meta["execution_result_type"] = answer["execution_result_type"]
+    return gold, meta
+
+
+def _bfcl_record(path: Path, index: int, rec: Any, answers: _BfclAnswers | None) -> Trajectory:
     rid = _get(rec, "id", str)
     question = _get(rec, "question", list)
     messages = []
@@ -1011,38 +1098,37 @@ def _bfcl_record(path: Path, index: int, rec: Any, answers: dict[str, Any]) -> T
     functions = _get(rec, "function", list)
     tools = _tools_from_list([dict(f, parameters=_bfcl_schema(f.get("parameters"))) if isinstance(f, dict) else f
                               for f in functions], "function")
-    if rid not in answers:
-        raise DataError("no answer with this id in the possible_answer file", field="id")
-    answer, repairs = answers[rid], {}
-    messages.append(Message("assistant", "", _bfcl_gold(answer, tools, "possible_answer", repairs)))
-    gold = messages[-1].calls
-    meta = {"source": str(path), "format": "bfcl", "index": index, "category": rid.rsplit("_", 1)[0],
-            "bfcl_ground_truth": answer["ground_truth"]}
-    if repairs:
-        meta["repaired_gold_names"] = repairs
-    if any(isinstance(entry, str) for entry in answer["ground_truth"]):
-        # exec_* answers are call strings: keep them, and give the checker the usual form
-        # {name: {param: [value]}} (one acceptable value each)
-        meta["bfcl_exec_ground_truth"] = answer["ground_truth"]
-        meta["bfcl_ground_truth"] = bfcl_answer_from_calls(gold)
-    if "execution_result_type" in answer:
-        meta["execution_result_type"] = answer["execution_result_type"]
+    category = _bfcl_category(rec)
+    if _BFCL_NO_CALL in category:  # gold: no call; abstaining passes, any call fails
+        gold, answer_meta = (), {"bfcl_ground_truth": []}
+    else:
+        gold, answer_meta = _bfcl_answer_meta(rid, index, tools, answers)
+    messages.append(Message("assistant", "", gold))
+    meta = {"source": str(path), "format": "bfcl", "index": index, "category": category, **answer_meta}
     return Trajectory(rid, tools, tuple(messages), meta)
 
 
 def read_bfcl(path: Path, options: ReadOptions) -> Iterator[Trajectory | DataError]:
     """BFCL v3 question file + its ``possible_answer`` file (found beside it, or ``answers_path``):
     one trajectory per item, the gold calls in one assistant turn (several for parallel items:
-    ``bfcl_reference_calls``, the calls BFCL's checker accepts); the full acceptable values in ``meta["bfcl_ground_truth"]`` (``{name: {param: [values]}}`` per
-    call, for ``exec_*`` too; their call strings are in ``meta["bfcl_exec_ground_truth"]``)."""
-    answers: dict[str, Any] = {}
-    answers_path = _bfcl_answers_path(path, options)
-    for _, answer in _records(answers_path):
-        if isinstance(answer, DataError):  # a broken answer line would hide behind "no answer"
-            raise answer
-        if isinstance(answer, dict) and isinstance(answer.get("id"), str):
-            answers[answer["id"]] = answer
+    ``bfcl_reference_calls``, the calls BFCL's checker accepts); the full acceptable values in
+    ``meta["bfcl_ground_truth"]`` (``{name: {param: [values]}}`` per call, for ``exec_*`` too; their
+    call strings are in ``meta["bfcl_exec_ground_truth"]``). Answer names go through
+    ``bfcl_declared_name``. Irrelevance items (no answer file needed) have no gold call and an
+    empty ground truth. An item whose answer record is malformed is read unscorable
+    (``_bfcl_answer_meta``). The Java and JavaScript categories are refused (``DataError`` naming
+    the category): BFCL converts their values with its own type rules, which this scorer does not
+    implement, and Python's rules would score them wrong."""
+    answers = None
     for index, rec in _records(path):
+        category = _bfcl_category(rec) or ""
+        if category.split("_")[-1] in _BFCL_CONVERTED_LANGUAGES:
+            raise DataError(f"BFCL category {category!r} is not supported: BFCL scores it after converting "
+                            "each value with its Java/JavaScript type rules (values are source literals "
+                            "such as 'new ArrayList<>(...)' or '5L'), which this scorer does not implement; "
+                            "scoring it with the Python rules would be wrong", source=str(path), index=index)
+        if answers is None and _BFCL_NO_CALL not in category:
+            answers = _load_bfcl_answers(_bfcl_answers_path(path, options))
         yield _build(path, index, rec, lambda: _bfcl_record(path, index, rec, answers))
 
 
