@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from tl_lightning.data.records import ToolCall, ToolSpec
+from tl_lightning.losses import gather_logprobs
 from tl_lightning.modeling import TINY_LLAMA, LoraOptions, load_model
 from tl_lightning.ppo import (
     AdaptiveKLController,
@@ -188,6 +189,34 @@ def test_rollout_agrees_with_the_forward_pass_and_values(rl_batches):
     assert result["prompts"] == 4
     assert sum(result["shares"].values()) == pytest.approx(1.0)
     assert result["mean_reward"] == pytest.approx(sum(s * module.table.value(c) for c, s in result["shares"].items()))
+
+
+@pytest.mark.slow
+def test_sampled_rollouts_take_log_probs_at_the_sampling_temperature(rl_batches):
+    """Old, new and reference log-probs of rollouts sampled at T = 0.7 are those of
+    softmax(logits / 0.7), by hand from the raw logits; greedy rollouts keep T = 1."""
+    module = tiny_module(do_sample=True, temperature=0.7)
+    module.configure_model()
+    torch.manual_seed(0)
+    rollout = module.make_rollout(rl_batches[0])
+    mask, tokens, P = rollout.response_mask.bool(), rollout.response_ids, rollout.prompt_length
+    inputs = dict(input_ids=rollout.sequences, attention_mask=rollout.attention_mask,
+                  position_ids=rollout.position_ids, use_cache=False)
+
+    def by_hand(model) -> torch.Tensor:
+        z = model(**inputs).logits[:, P - 1:-1].double() / 0.7
+        return (z.gather(-1, tokens[..., None])[..., 0] - z.logsumexp(-1)).float()
+
+    with torch.no_grad():
+        logp = gather_logprobs(module.policy_logits(module.actor, rollout), tokens)
+        torch.testing.assert_close(logp[mask], by_hand(module.actor)[mask])
+        with module._reference_context():
+            ref_logp = gather_logprobs(module.policy_logits(module.actor, rollout), tokens)
+            torch.testing.assert_close(ref_logp[mask], by_hand(module.actor)[mask])
+        greedy = tiny_module(temperature=0.7)
+        greedy.configure_model()
+        torch.testing.assert_close(greedy.policy_logits(greedy.actor, rollout),
+                                   greedy.actor(**inputs).logits[:, P - 1:-1])
 
 
 def _snapshot(named) -> dict[str, torch.Tensor]:
