@@ -281,13 +281,18 @@ def last_hidden_state(model: nn.Module, **inputs: Any) -> torch.Tensor:
 
 def disable_dropout(model: nn.Module) -> None:
     """Dropout off everywhere (LoRA's included): PPO's ratio compares the same network's
-    log-probs in rollout and update, which dropout noise would blur."""
+    log-probs in rollout and update, which dropout noise would blur.
+
+    Switched off on the modules themselves: ``nn.Dropout`` layers (LoRA's too), and every float
+    attribute named ``*dropout*`` (HF attention modules copy ``config.attention_dropout`` into
+    one when they are built, so editing the config afterwards changes nothing). Call it again
+    after adding modules (an adapter)."""
     for module in model.modules():
         if isinstance(module, nn.Dropout):
             module.p = 0.0
-    config = getattr(model, "config", None)
-    if config is not None and hasattr(config, "attention_dropout"):
-        config.attention_dropout = 0.0
+        for name, value in list(vars(module).items()):
+            if "dropout" in name and isinstance(value, float):
+                setattr(module, name, 0.0)
 
 
 def _lora_from(value: LoraOptions | dict | None) -> LoraOptions | None:
