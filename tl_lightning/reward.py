@@ -33,18 +33,18 @@ A turn against one call set (the paper's reward is one value per turn):
 - a set of ONE call keeps the paper's single-call reward: the prediction's first call is scored
   and later ones are ignored;
 - a set of several calls (parallel calls) needs all of them, in any order. Any predicted call to a
-  tool that is not listed makes the turn ``unparsable_or_unknown_tool``. Otherwise the predicted
-  and gold calls are paired one to one, as many pairs as the smaller side has; the turn is
-  classified like one call (the tests in ``RewardTable``'s order: wrong tool, then the
-  hallucinated / redundant / missing combinations, then values) over the union of what its parts
-  show:
-  a pair naming different tools is a wrong tool, a pair's hallucinated / redundant / missing keys
-  and differing values count for the turn, a gold call left unpaired is MISSING (as a gold key the
-  prediction lacks) and a predicted call left over is REDUNDANT (as a key of the schema the gold
-  does not use). Of all pairings, the one with the best reward under the table counts. With one
-  predicted call per gold call this is the single-call taxonomy applied to the whole turn: e.g.
-  one call exact and the other lacking a key is ``redundant_or_missing``, a call missing and
-  another with a surplus key is ``redundant_and_missing``.
+  tool that is not listed makes the turn ``unparsable_or_unknown_tool``. Otherwise predicted and
+  gold calls are paired one to one, as many pairs as the smaller side has (so a wrong call in
+  place of a gold one is a wrong tool, not a cheaper missing call plus an extra one), and the turn
+  is classified like one call (``RewardTable``'s order: wrong tool, then the hallucinated /
+  redundant / missing combinations, then values) over the union of what its parts show: a pair
+  naming different tools is a wrong tool; a pair's hallucinated, redundant and missing keys and
+  differing values count for the turn; a gold call left unpaired is MISSING (like a gold key the
+  prediction lacks) and a predicted call left over is REDUNDANT (like a schema key the gold does
+  not use). Of all pairings, the one with the best reward under the table counts. E.g. one call
+  exact and the other lacking a key is ``redundant_or_missing``; a call missing and the other with
+  a surplus key is ``redundant_and_missing``; one call of a two-call gold, exact, is
+  ``redundant_or_missing``.
 """
 
 from __future__ import annotations
