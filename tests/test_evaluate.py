@@ -1,9 +1,13 @@
 """tl_lightning.evaluate: gold ceilings on the real benchmark files, the score / gold / run
-commands in-process, predictions-file checks and where generation stops."""
+commands in-process, bad input through the real command (one line, exit status 2),
+predictions-file checks and where generation stops."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -148,6 +152,91 @@ def test_score_checks_ids_and_count(shared_data, tmp_path):
     with pytest.raises(DataError, match="string 'prediction'"):
         path.write_text('{"prediction": 1}\n' * 3)
         read_predictions(path, items)
+
+
+# ------------------------------------------------------------------ bad input, as a process
+
+REPO = Path(__file__).resolve().parents[1]
+TOOLS = [{"name": n, "description": n, "parameters": {"type": "object", "properties": {p: {"type": "string"}}}}
+         for n, p in (("get_weather", "city"), ("finish", "answer"), ("ask_to_user", "question"))]
+
+
+def _rotbench_record(index: int, call: str | None) -> dict:
+    turns = [{"from": "system", "value": f"Action Input: use the tools\n{json.dumps(TOOLS)}\n"},
+             {"from": "user", "value": "Weather in Paris?"}]
+    if call is not None:
+        turns.append({"from": "assistant", "value": f'Thought: look\nAction: {call}\nAction Input: {{"city": "Paris"}}'})
+    return {"id": f"q{index}", "conversations": turns}
+
+
+def _bad_input_files(folder: Path) -> None:
+    """A good two-item RoTBench file and one of each kind of bad input."""
+    (folder / "good.json").write_text(json.dumps([_rotbench_record(0, "get_weather"), _rotbench_record(1, "get_weather")]))
+    (folder / "unknown_tool.json").write_text(json.dumps([_rotbench_record(0, "get_weather"), _rotbench_record(1, "get_time")]))
+    (folder / "no_answer.json").write_text(json.dumps([_rotbench_record(0, None)]))
+    (folder / "empty.json").write_text("[]")
+    (folder / "latin1.json").write_bytes("[{\"id\": \"caf\u00e9\"}]".encode("latin-1"))
+    (folder / "latin1.jsonl").write_bytes('{"prediction": "caf\u00e9()"}\n'.encode("latin-1") * 2)
+    (folder / "one.jsonl").write_text('{"prediction": "get_weather(city=\\"Paris\\")"}\n')
+
+
+# (argv after "score --benchmark rotbench", what the one error line must name)
+BAD_INPUT = {
+    "malformed record": (["--data", "unknown_tool.json", "--predictions", "one.jsonl"],
+                         ["file unknown_tool.json", "record 1", "id 'q1'", "field 'messages[", "get_time"]),
+    "no turn to score": (["--data", "no_answer.json", "--predictions", "one.jsonl"],
+                         ["file no_answer.json", "record 0", "id 'q0'", "no assistant turn"]),
+    "missing predictions": (["--data", "good.json", "--predictions", "nope.jsonl"], ["file nope.jsonl", "cannot read"]),
+    "non-UTF-8 predictions": (["--data", "good.json", "--predictions", "latin1.jsonl"],
+                              ["file latin1.jsonl", "not UTF-8"]),
+    "non-UTF-8 data": (["--data", "latin1.json", "--predictions", "one.jsonl"], ["file latin1.json", "not UTF-8"]),
+    "empty benchmark": (["--data", "empty.json", "--predictions", "one.jsonl"], ["file empty.json", "no records"]),
+    "wrong count": (["--data", "good.json", "--predictions", "one.jsonl"], ["file one.jsonl", "1 predictions for 2"]),
+}
+
+
+def run_command(module: str, *argv: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", module, *argv], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", BAD_INPUT)
+def test_bad_input_is_one_line_and_exit_status_2(case, tmp_path):
+    """``python -m tl_lightning.evaluate`` answers bad input like ``python -m tl_lightning.data``:
+    one line on stderr naming the file, record and field, exit status 2, no traceback."""
+    _bad_input_files(tmp_path)
+    argv, named = BAD_INPUT[case]
+    done = run_command("tl_lightning.evaluate", "score", "--benchmark", "rotbench", *argv, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert done.stdout == "" and "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: file "), done.stderr
+    for fragment in named:
+        assert fragment in lines[0], (fragment, lines[0])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("argv, message", [
+    (["--benchmark", "bogus", "--data", "good.json", "--predictions", "one.jsonl"], "argument --benchmark: invalid choice"),
+    (["--benchmark", "rotbench", "--data", "good.json", "--predictions", "one.jsonl", "--limit", "0"],
+     "argument --limit: must be >= 1"),
+])
+def test_bad_arguments_are_argparse_errors(argv, message, tmp_path):
+    _bad_input_files(tmp_path)
+    done = run_command("tl_lightning.evaluate", "score", *argv, cwd=tmp_path)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert message in done.stderr.strip().splitlines()[-1]
+
+
+def test_good_input_still_scores(tmp_path, capsys):
+    _bad_input_files(tmp_path)
+    data = str(tmp_path / "good.json")
+    assert main(["gold", "--benchmark", "rotbench", "--data", data, "--output", str(tmp_path / "g.jsonl")])["cf"] == 100.0
+    with pytest.raises(DataError, match="no records"):  # in-process, main raises for its caller
+        main(["gold", "--benchmark", "rotbench", "--data", str(tmp_path / "empty.json"),
+              "--output", str(tmp_path / "x.jsonl")])
 
 
 # ------------------------------------------------------------------ where generation stops

@@ -13,6 +13,10 @@ Commands (``python -m tl_lightning.evaluate ...``; each prints one JSON object
   file; scoring it gives the most the benchmark's own rules allow (below 100 where gold answers
   break them, e.g. RoTBench gold calls with empty arguments).
 
+Bad input (a missing, unreadable, non-UTF-8 or empty file, a malformed record, a predictions file
+that does not match the items) prints one line ``error: file ..., record ..., field ...: reason``
+on stderr and exits with status 2, no traceback, as ``python -m tl_lightning.data`` does.
+
 An item is one gold assistant turn of a trajectory read by ``data.sources.read_trajectories``:
 the LAST assistant turn (RoTBench, BFCL), or the FIRST one for ToolAlpaca (its first gold step);
 ``data.datamodule.gold_turn_index`` has the rule, so the ``eval`` batches score the same turns.
@@ -37,7 +41,7 @@ import lightning.pytorch as pl
 import torch
 
 from tl_lightning.calls import END_MARKERS, ParseFailure, format_call, parse_call, parse_calls
-from tl_lightning.data.records import DataError, ToolCall, ToolSpec, Trajectory
+from tl_lightning.data.records import DataError, ToolCall, ToolSpec, Trajectory, exit_on_bad_input
 from tl_lightning.data.datamodule import gold_turn_index
 from tl_lightning.metrics import (
     BENCHMARKS,
@@ -94,20 +98,29 @@ def load_items(benchmark: str, data_path: str | Path, limit: int | None = None, 
                seed: int = 0) -> list[EvalItem]:
     """The benchmark items of ``data_path`` in file order: the first ``limit`` when given, or a
     ``sample`` of that many drawn with ``seed`` (still in file order; files are often sorted by
-    scenario, so the first N would cover one scenario only)."""
+    scenario, so the first N would cover one scenario only). A file without records, or a record
+    without an assistant turn to score, is a ``DataError`` naming the file (and record)."""
     from tl_lightning.data.sources import read_trajectories
 
     if benchmark not in BENCHMARKS:
         raise ValueError(f"unknown benchmark {benchmark!r} (expected one of {BENCHMARKS})")
     if limit is not None and sample is not None:
         raise ValueError("give limit (the first N items) or sample (N items drawn at random), not both")
+    if (limit is not None and limit < 1) or (sample is not None and sample < 1):
+        raise ValueError(f"limit and sample must be >= 1, got limit={limit}, sample={sample}")
     trajectories = read_trajectories(str(data_path), format=benchmark)
+    indices = range(len(trajectories))
     if limit is not None:
-        trajectories = trajectories[:limit]
-    if sample is not None and sample < len(trajectories):
-        keep = sorted(random.Random(seed).sample(range(len(trajectories)), sample))
-        trajectories = [trajectories[i] for i in keep]
-    return [EvalItem(t, gold_turn_index(t)) for t in trajectories]
+        indices = indices[:limit]
+    if sample is not None and sample < len(indices):
+        indices = sorted(random.Random(seed).sample(indices, sample))
+    items = []
+    for index in indices:
+        try:
+            items.append(EvalItem(trajectories[index], gold_turn_index(trajectories[index])))
+        except DataError as e:
+            raise e.located(source=str(data_path), index=index) from None
+    return items
 
 
 def gold_prediction(item: EvalItem) -> str:
@@ -119,7 +132,9 @@ def gold_prediction(item: EvalItem) -> str:
 def read_predictions(path: str | Path, items: Sequence[EvalItem]) -> list[str]:
     """The ``prediction`` of each line of a JSONL file, checked against ``items`` (count, order
     by ``id`` when present)."""
-    lines = [line for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    from tl_lightning.data.sources import read_text
+
+    lines = [line for line in read_text(path).splitlines() if line.strip()]
     if len(lines) != len(items):
         raise DataError(f"{len(lines)} predictions for {len(items)} benchmark items (one line per item, "
                         "in the data file's order)", source=str(path))
@@ -422,6 +437,13 @@ def write_report(output_dir: Path, result: dict[str, Any], items: Sequence[EvalI
 # command line
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m tl_lightning.evaluate", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -430,9 +452,10 @@ def _parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=text)
         sub.add_argument("--benchmark", required=True, choices=BENCHMARKS)
         sub.add_argument("--data", required=True, help="benchmark file (BFCL: the question file)")
-        sub.add_argument("--limit", type=int, default=None, help="only the first N items")
-        sub.add_argument("--sample", type=int, default=None,
-                         help="only N items drawn at random with --seed (kept in file order)")
+        subset = sub.add_mutually_exclusive_group()
+        subset.add_argument("--limit", type=_positive_int, default=None, help="only the first N items")
+        subset.add_argument("--sample", type=_positive_int, default=None,
+                            help="only N items drawn at random with --seed (kept in file order)")
         sub.add_argument("--seed", type=int, default=0, help="the seed of --sample")
         if name == "score":
             sub.add_argument("--predictions", required=True, help="JSONL, one {id, prediction} per item")
@@ -474,6 +497,8 @@ def _run(args: argparse.Namespace, items: list[EvalItem]) -> tuple[list[str], di
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Run one command; bad input raises ``DataError`` (the process entry point below turns it
+    into one line on stderr and exit status 2, like ``python -m tl_lightning.data``)."""
     args = _parser().parse_args(argv)
     items = load_items(args.benchmark, args.data, args.limit, args.sample, args.seed)
     if args.command == "score":
@@ -495,4 +520,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except DataError as error:
+        sys.exit(exit_on_bad_input(error))

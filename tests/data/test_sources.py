@@ -552,6 +552,23 @@ def test_truncated_files(tmp_path, fmt, good):
     assert len(trajs) == 1 and report.skipped == 1
 
 
+@pytest.mark.parametrize("fmt,good", [(f, g) for f, (g, _) in TEXT_FORMAT_CASES.items()])
+def test_non_utf8_and_empty_files_are_data_errors(tmp_path, fmt, good):
+    latin = tmp_path / f"{fmt}.json"
+    latin.write_bytes(f'[{json.dumps(good())}, "caf\u00e9"]'.encode("latin-1"))
+    with pytest.raises(DataError, match="not UTF-8 text") as err:
+        read_trajectories(latin, format=fmt, on_error="skip")  # no record to skip: the file fails
+    assert err.value.source == str(latin)
+    for name, text in (("empty.json", "[]"), ("blank.json", ""), ("blank.jsonl", "\n")):
+        (tmp_path / name).write_text(text)
+        with pytest.raises(DataError, match="no records"):
+            read_trajectories(tmp_path / name, format=fmt)
+    # records that were all skipped are reported, not an error
+    only_bad = _write(tmp_path / "bad.jsonl", ["not a record"], jsonl=True)
+    trajs, report = read_trajectories_with_report(only_bad, format=fmt, on_error="skip")
+    assert trajs == [] and report.skipped == 1
+
+
 # ---------------------------------------------------------------------------------------------
 # broken records of the benchmark formats, written beside copies of their side files
 

@@ -12,8 +12,8 @@ for what the reader finds while converting, a path into the ``Trajectory`` (``me
 for what ``validate_trajectory`` finds afterwards (e.g. a call to a tool that is not in the list).
 ``on_error="raise"`` raises the first one; ``on_error="skip"`` drops the record and counts it in the
 ``ReadReport`` (``read_trajectories_with_report``), so nothing disappears silently. A file that
-cannot be read at all (truncated JSON list, missing schema file) always raises: there is no record
-to skip. In JSON Lines files each line is a record, so a truncated line is a skippable record error.
+cannot be read at all (truncated JSON list, not UTF-8, missing schema file) always raises: there is
+no record to skip; so does a read that finds no record at all (an empty list or file). In JSON Lines files each line is a record, so a truncated line is a skippable record error.
 
 Formats (see ``../shared/data/FORMATS.md`` for the public sources):
 
@@ -46,6 +46,7 @@ from __future__ import annotations
 import ast
 import csv
 import dataclasses
+import io
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -110,11 +111,16 @@ Reader = Callable[[Path, ReadOptions], Iterator[Trajectory | DataError | EmptyFi
 # shared helpers: loading, locating errors, checking fields
 
 
-def _read_text(path: Path) -> str:
+def read_text(path: str | Path) -> str:
+    """The text of a UTF-8 file; ``DataError`` naming the file when it cannot be read or is not
+    UTF-8 (every reader, and the predictions file of ``evaluate``, read through here)."""
     try:
-        return path.read_text(encoding="utf-8")
+        return Path(path).read_text(encoding="utf-8")
     except OSError as e:
         raise DataError(f"cannot read: {e}", source=str(path)) from None
+    except UnicodeDecodeError as e:
+        raise DataError(f"not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start}); save it as UTF-8",
+                        source=str(path)) from None
 
 
 def _invalid_json(path: Path, e: json.JSONDecodeError) -> DataError:
@@ -125,7 +131,7 @@ def _invalid_json(path: Path, e: json.JSONDecodeError) -> DataError:
 def _load_json(path: Path) -> Any:
     """The whole file as one JSON value; ``DataError`` naming the file (and position) if it is not."""
     try:
-        return json.loads(_read_text(path))
+        return json.loads(read_text(path))
     except json.JSONDecodeError as e:
         raise _invalid_json(path, e) from None
 
@@ -133,7 +139,7 @@ def _load_json(path: Path) -> Any:
 def _jsonl_records(path: Path) -> Iterator[tuple[int, Any]]:
     """``(record index, value or DataError)`` per non-empty line of a JSON Lines file."""
     index = 0
-    for line_no, line in enumerate(_read_text(path).splitlines(), start=1):
+    for line_no, line in enumerate(read_text(path).splitlines(), start=1):
         if not line.strip():
             continue
         try:
@@ -150,8 +156,11 @@ def _records(path: Path) -> Iterator[tuple[int, Any]]:
     if path.suffix == ".jsonl":
         yield from _jsonl_records(path)
         return
+    text = read_text(path)
+    if not text.strip():
+        return  # an empty file holds no records (the read says so), it is not broken JSON
     try:
-        data = json.loads(_read_text(path))
+        data = json.loads(text)
     except json.JSONDecodeError as e:
         if e.msg != "Extra data":
             raise _invalid_json(path, e) from None
@@ -1161,7 +1170,7 @@ def _apibank_csv_tools(csv_path: Path) -> dict[str, ToolSpec]:
     ``input_parameters = {...}`` Python assignments (read with ``ast.literal_eval``); one row
     (ImageCaption) has no api_info, its ``input_parameters`` column ``(image: str)`` is used."""
     tools = {}
-    with csv_path.open(encoding="utf-8") as f:
+    with io.StringIO(read_text(csv_path)) as f:
         for row in csv.DictReader(f):
             name = row.get("类名") or ""
             if not name:
@@ -1564,6 +1573,8 @@ def read_trajectories_with_report(
             report.errors.append(item)
         else:
             trajs.append(item)
+    if not trajs and not report.errors:
+        raise DataError("no records", source=str(path))  # e.g. an empty list: nothing to train or score on
     trajs = _unique_ids(trajs)
     report.read = len(trajs)
     return trajs, report
