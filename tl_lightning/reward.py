@@ -30,8 +30,9 @@ dict is a data error: ``DataError``).
 
 A turn against one call set (the paper's reward is one value per turn):
 
-- a set of ONE call keeps the paper's single-call reward: the prediction's first call is scored
-  and later ones are ignored;
+- a set of ONE call is the paper's single-call reward, and a prediction of one call is scored
+  exactly as the paper scores it; extra calls beside it are not free (see below: REDUNDANT), so a
+  policy cannot hedge by calling several tools;
 - a set of several calls (parallel calls) needs all of them, in any order. Any predicted call to a
   tool that is not listed makes the turn ``unparsable_or_unknown_tool``. Otherwise predicted and
   gold calls are paired one to one, as many pairs as the smaller side has (so a wrong call in
@@ -255,8 +256,6 @@ def _turn_categories(calls: list[ToolCall], gold_set: tuple[ToolCall, ...],
                      properties: dict[str, dict[str, Any]]) -> set[str]:
     """Every category the predicted ``calls`` can get against one gold call set, one per pairing
     (module docstring); ``properties``: listed tool name -> schema properties."""
-    if len(gold_set) == 1:
-        calls = calls[:1]  # the paper's single-call reward: the first call is the answer
     if any(call.name not in properties for call in calls):
         return {"unparsable_or_unknown_tool"}
     surplus = frozenset({"missing"} if len(calls) < len(gold_set) else {"redundant"} if len(calls) > len(gold_set)
