@@ -14,6 +14,8 @@ import pytest
 
 from tl_lightning.data.records import DataError
 from tl_lightning.evaluate import (
+    ItemResult,
+    aggregate,
     cut_after_call,
     end_of_call,
     gold_prediction,
@@ -53,7 +55,11 @@ EXPLAINED_FAILURES = {"exec_simple_93": "cf", "exec_multiple_46": "cf", "exec_mu
 def test_gold_answers_reach_the_benchmark_ceiling(shared_data, benchmark, relpath, n, ts, pi, cf):
     items = load_items(benchmark, shared_data / relpath)
     scores = score_items(benchmark, items, [gold_prediction(item) for item in items])
-    assert summary(benchmark, scores) == {"benchmark": benchmark, "n": n, "ts": ts, "pi": pi, "cf": cf}
+    result = summary(benchmark, scores)
+    assert {k: result[k] for k in ("benchmark", "n", "ts", "pi", "cf")} == {
+        "benchmark": benchmark, "n": n, "ts": ts, "pi": pi, "cf": cf}
+    # the gold call set itself is always the IRM reward's exact call
+    assert (result["exact_call"], result["mean_reward"], result["categories"]) == (100.0, 1.0, {"exact": n})
     for item, score in zip(items, scores):
         if score.cf:
             continue
@@ -88,8 +94,9 @@ def test_gold_then_score_round_trip(shared_data, tmp_path, capsys):
     lines = [json.loads(line) for line in gold.read_text().splitlines()]
     assert len(lines) == 105 and set(lines[0]) == {"id", "prediction"}
     scored = main(["score", "--benchmark", "rotbench", "--data", data, "--predictions", str(gold)])
-    assert _last_json_line(capsys) == scored == {"benchmark": "rotbench", "n": 105, "ts": 92.38, "pi": 92.38,
-                                                 "cf": 92.38}
+    assert _last_json_line(capsys) == scored
+    assert {k: scored[k] for k in ("benchmark", "n", "ts", "pi", "cf", "exact_call")} == {
+        "benchmark": "rotbench", "n": 105, "ts": 92.38, "pi": 92.38, "cf": 92.38, "exact_call": 100.0}
     # a prediction in another rendering scores the same; a wrong one loses the item
     lines[0]["prediction"] = 'Thought: translate\nAction: get_translation_nllb\nAction Input: ' \
                              '{"input_text": "See you later", "tgt_lang": "jpn_Jpan", "src_lang": "eng_Latn", "max_length": "7"}'
@@ -124,15 +131,17 @@ def test_bfcl_irrelevance_gold_abstains_and_any_call_fails(shared_data, tmp_path
 
     data = _bfcl_category_file(shared_data, tmp_path, "irrelevance", with_answers=False)
     gold = tmp_path / "gold.jsonl"
-    assert main(["gold", "--benchmark", "bfcl", "--data", str(data), "--output", str(gold)]) == {
-        "benchmark": "bfcl", "n": 3, "ts": 100.0, "pi": 100.0, "cf": 100.0}
+    written = main(["gold", "--benchmark", "bfcl", "--data", str(data), "--output", str(gold)])
+    assert {k: written[k] for k in ("benchmark", "n", "ts", "pi", "cf", "exact_call")} == {
+        "benchmark": "bfcl", "n": 3, "ts": 100.0, "pi": 100.0, "cf": 100.0, "exact_call": 100.0}
     lines = [json.loads(line) for line in gold.read_text().splitlines()]
     assert [line["prediction"] for line in lines] == ["", "", ""]
     lines[0]["prediction"] = "calculate_triangle_area(base=10, height=5)"
     lines[1]["prediction"] = "No function fits this question."
     gold.write_text("".join(json.dumps(line) + "\n" for line in lines))
     scored = main(["score", "--benchmark", "bfcl", "--data", str(data), "--predictions", str(gold)])
-    assert {k: scored[k] for k in ("ts", "pi", "cf")} == {"ts": 66.67, "pi": 66.67, "cf": 66.67}
+    assert {k: scored[k] for k in ("ts", "pi", "cf", "exact_call")} == {
+        "ts": 66.67, "pi": 66.67, "cf": 66.67, "exact_call": 66.67}
 
 
 def test_score_checks_ids_and_count(shared_data, tmp_path):
@@ -341,3 +350,64 @@ def test_length_batches_cap_padded_tokens():
     assert all(len(b) * lengths[b[0]] <= 2000 for b in capped if len(b) > 1)
     with pytest.raises(ValueError, match="batch_size"):
         length_batches(lengths, batch_size=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# the generic rules, intervals and paired comparisons
+
+
+def test_generic_benchmark_scores_a_normalized_jsonl(tmp_path, capsys):
+    from tl_lightning.data import synthetic
+    from tl_lightning.data.sources import write_jsonl
+
+    data = tmp_path / "heldout.jsonl"
+    write_jsonl(synthetic.generate_prompts(8, seed=3), data)
+    gold = tmp_path / "gold.jsonl"
+    written = main(["gold", "--benchmark", "generic", "--data", str(data), "--output", str(gold)])
+    assert (written["n"], written["ts"], written["cf"], written["exact_call"]) == (8, 100.0, 100.0, 100.0)
+    lines = [json.loads(line) for line in gold.read_text().splitlines()]
+    lines[0]["prediction"] = "I do not know."
+    gold.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    scored = main(["score", "--benchmark", "generic", "--data", str(data), "--predictions", str(gold)])
+    assert (scored["ts"], scored["cf"], scored["exact_call"]) == (87.5, 87.5, 87.5)
+    assert scored["categories"] == {"unparsable_or_unknown_tool": 1, "exact": 7}
+    assert scored["mean_reward"] == round((7 * 1.0 - 2.0) / 8, 3)
+    low, high = scored["ci"]["cf"]
+    assert low < 87.5 <= high == 100.0
+
+
+def _result(i: int, passed: bool, category: str = "exact", reward: float = 1.0) -> ItemResult:
+    return ItemResult(f"item{i}", passed, passed, passed, category if passed else "wrong_tool",
+                      reward if passed else -1.5)
+
+
+def test_aggregate_gives_every_figure_an_interval():
+    results = [_result(i, i % 4 != 0) for i in range(40)]  # 30 of 40 pass
+    figures = aggregate(results)
+    assert (figures["n"], figures["ts"], figures["exact_call"]) == (40, 75.0, 75.0)
+    assert figures["mean_reward"] == round((30 - 15) / 40, 3)
+    assert set(figures["ci"]) == {"ts", "pi", "cf", "exact_call", "mean_reward"}
+    low, high = figures["ci"]["ts"]
+    assert 55 < low < 75 < high < 90
+    assert figures["categories"] == {"wrong_tool": 10, "exact": 30}
+
+
+def _report(path: Path, results: list[ItemResult]) -> str:
+    path.write_text(json.dumps({"items": [r.to_dict() for r in results]}))
+    return str(path)
+
+
+def test_compare_gives_paired_differences_on_the_same_items(tmp_path, capsys):
+    better = [_result(i, i % 5 != 0) for i in range(50)]  # 40 of 50
+    worse = [_result(i, i % 5 != 0 and i % 2 == 0) for i in range(50)]  # 20 of 50, a subset
+    a, b = _report(tmp_path / "a.json", better), _report(tmp_path / "b.json", worse)
+    result = main(["compare", "--a", a, "--b", b])
+    assert _last_json_line(capsys) == result
+    assert (result["n"], result["runs"]) == (50, [1, 1])
+    assert result["cf"]["diff"] == 40.0 and 0 < result["cf"]["low"] < 40.0 < result["cf"]["high"]
+    assert result["reward"]["diff"] == round((40 - 15 - (20 - 45)) / 50, 3)
+    same = main(["compare", "--a", a, "--b", a, a])  # a model against its own runs
+    assert same["cf"] == {"diff": 0.0, "low": 0.0, "high": 0.0}
+    other_items = _report(tmp_path / "c.json", better[:-1])
+    with pytest.raises(DataError, match="same items"):
+        main(["compare", "--a", a, "--b", other_items])

@@ -6,15 +6,18 @@ import pytest
 import torch
 
 from tl_lightning.calls import format_call
-from tl_lightning.data.records import ToolCall, ToolSpec
+from tl_lightning.data.records import Message, ToolCall, ToolSpec
 from tl_lightning.data.sources import bfcl_reference_calls
 from tl_lightning.metrics import (
     FAILED,
+    PASSED,
     ItemScore,
     ToolCallMetrics,
     bfcl_answer_from_calls,
     bfcl_normalize_string,
+    item_category,
     score_bfcl,
+    score_generic,
     score_item,
     score_rotbench,
     score_toolalpaca,
@@ -368,9 +371,12 @@ def test_metric_accumulates_percentages_over_batches():
                    react("translate", '{"text": "x", "tgt": "ja", "max_length": "1"}')], gold, [ROT_TOOLS] * 2)
     metric.update(["no call"], gold[:1], [ROT_TOOLS])
     result = metric.compute()
-    assert set(result) == {"ts", "pi", "cf"}
+    assert set(result) == {"ts", "pi", "cf", "exact_call", "mean_reward"}
     assert torch.allclose(result["ts"], torch.tensor(200 / 3))
     assert torch.allclose(result["cf"], torch.tensor(100 / 3))
+    # the IRM reward compares every value, RoTBench's CF skips gold "None" values: no exact call
+    assert torch.allclose(result["exact_call"], torch.tensor(0.0))
+    assert torch.allclose(result["mean_reward"], torch.tensor((-0.25 - 0.25 - 2.0) / 3))
     assert metric.total.item() == 3
     metric.reset()
     assert metric.total.item() == 0
@@ -393,3 +399,55 @@ def test_metric_rejects_bad_input():
         ToolCallMetrics("toolbench")
     with pytest.raises(ValueError, match="one entry per item"):
         ToolCallMetrics("rotbench").update(["a"], [], [ROT_TOOLS])
+
+
+# ------------------------------------------------------------------ generic (synthetic world, any JSONL)
+
+WEATHER = ToolSpec("get_weather", parameters={"type": "object", "properties": {
+    "city": {"type": "string"}, "days": {"type": "integer"}, "unit": {"type": "string", "default": "celsius"}}})
+WIND = ToolSpec("get_wind", parameters={"type": "object", "properties": {"city": {"type": "string"}}})
+GENERIC_TOOLS = (WEATHER, WIND)
+PARIS = ToolCall("get_weather", {"city": "Paris", "days": 3})
+PARIS_DEFAULT_UNIT = ToolCall("get_weather", {"city": "Paris", "days": 3, "unit": "celsius"})
+ONE_CALL = Message("assistant", calls=(PARIS,), alternatives=((PARIS_DEFAULT_UNIT,),)).acceptable()
+TWO_CALLS = Message("assistant", calls=(PARIS, ToolCall("get_wind", {"city": "Rome"}))).acceptable()
+
+
+@pytest.mark.parametrize("prediction, expected", [
+    ('get_weather(city="Paris", days=3)', (True, True, True)),
+    ('get_weather(days=3, city="Paris", unit="celsius")', (True, True, True)),  # the alternative
+    ('<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris", "days": 3}}\n</tool_call>', (True, True, True)),
+    ('get_weather(city="Paris", days=4)', (True, True, False)),
+    ('get_weather(city="Paris", days="3")', (True, True, False)),  # an integer parameter: types matter
+    ('get_weather(city="Paris")', (True, False, False)),
+    ('get_weather(city="Paris", days=3, unit="kelvin")', (True, True, False)),  # keys of the alternative
+    ('get_wind(city="Paris")', (False, False, False)),
+    ('get_weather(city="Paris", days=3)\nget_wind(city="Paris")', (False, False, False)),  # one call too many
+    ("It is sunny in Paris.", (False, False, False)),
+])
+def test_generic_rules_against_a_single_call_turn(prediction, expected):
+    assert tuple(score_generic(prediction, ONE_CALL, GENERIC_TOOLS)) == expected
+    assert tuple(score_item("generic", prediction, ONE_CALL, GENERIC_TOOLS)) == expected
+
+
+@pytest.mark.parametrize("prediction, expected", [
+    ('get_wind(city="Rome")\nget_weather(city="Paris", days=3)', (True, True, True)),  # any order
+    ('get_weather(city="Paris", days=3)\nget_wind(city="Paris")', (True, True, False)),
+    ('get_weather(city="Paris", days=3)', (False, False, False)),  # a call missing
+])
+def test_generic_rules_need_every_call_of_a_parallel_turn(prediction, expected):
+    assert tuple(score_generic(prediction, TWO_CALLS, GENERIC_TOOLS)) == expected
+
+
+def test_generic_turn_without_a_call_passes_only_when_nothing_is_called():
+    final_answer = Message("assistant", "It is sunny.").acceptable()
+    assert score_generic("It is sunny.", final_answer, GENERIC_TOOLS) == PASSED
+    assert score_generic('get_wind(city="Rome")', final_answer, GENERIC_TOOLS) == FAILED
+    assert item_category("It is sunny.", final_answer, GENERIC_TOOLS) == "exact"
+    assert item_category('get_wind(city="Rome")', final_answer, GENERIC_TOOLS) == "wrong_tool"
+
+
+def test_item_category_is_the_irm_category_against_every_acceptable_set():
+    assert item_category('get_weather(city="Paris", days=3, unit="celsius")', ONE_CALL, GENERIC_TOOLS) == "exact"
+    assert item_category('get_weather(city="Paris")', ONE_CALL, GENERIC_TOOLS) == "redundant_or_missing"
+    assert item_category("no call", ONE_CALL, GENERIC_TOOLS) == "unparsable_or_unknown_tool"

@@ -1,7 +1,9 @@
-"""Evaluate tool calling on RoTBench, ToolAlpaca and BFCL: TS / PI / CF (``metrics.py``).
+"""Evaluate tool calling on RoTBench, ToolAlpaca, BFCL and any tool-use data (``generic``): TS / PI /
+CF by each benchmark's rules (``metrics.py``), the exact-call rate and the mean IRM reward.
 
-Commands (``python -m tl_lightning.evaluate ...``; each prints one JSON object
-``{"benchmark", "n", "ts", "pi", "cf"}``, percentages with two decimals, as its LAST line):
+Commands (``python -m tl_lightning.evaluate ...``; each prints one JSON object as its LAST line:
+``{"benchmark", "n", "ts", "pi", "cf", "exact_call", "mean_reward", "ci", "categories"}``, rates in
+percent with two decimals, ``ci`` the 95% bootstrap interval of each figure over items):
 
 - ``score --benchmark B --data PATH --predictions P.jsonl``: score a predictions file, one line
   ``{"id", "prediction"}`` per benchmark item in the data file's order (``id`` checked when
@@ -12,6 +14,13 @@ Commands (``python -m tl_lightning.evaluate ...``; each prints one JSON object
 - ``gold --benchmark B --data PATH --output P.jsonl``: write the gold answers as a predictions
   file; scoring it gives the most the benchmark's own rules allow (below 100 where gold answers
   break them, e.g. RoTBench gold calls with empty arguments).
+- ``compare --a A/report.json [...] --b B/report.json [...]``: model A minus model B on the same
+  items, each figure's difference with its paired 95% bootstrap interval (several reports on a
+  side: that model's runs with other seeds).
+
+``--benchmark generic`` reads any format (``--data`` may be a normalized JSONL written by
+``python -m tl_lightning.data convert``, or a synthetic world split such as
+``synthetic:heldout_domains``) and scores the last assistant turn's calls (``metrics.py``).
 
 Bad input (a missing, unreadable, non-UTF-8 or empty file, a malformed record, a predictions file
 that does not match the items) prints one line ``error: file ..., record ..., field ...: reason``
@@ -46,11 +55,13 @@ from tl_lightning.data.datamodule import gold_turn_index
 from tl_lightning.metrics import (
     BENCHMARKS,
     BfclAnswer,
-    ItemScore,
     ToolCallMetrics,
     bfcl_unscorable_reason,
+    item_category,
     score_item,
 )
+from tl_lightning.reward import CATEGORIES, DEFAULT_TABLE
+from tl_lightning.stats import bootstrap_mean, paired_difference
 
 DEFAULT_PROMPT_FORMAT = "codellama"
 
@@ -108,7 +119,8 @@ def load_items(benchmark: str, data_path: str | Path, limit: int | None = None, 
         raise ValueError("give limit (the first N items) or sample (N items drawn at random), not both")
     if (limit is not None and limit < 1) or (sample is not None and sample < 1):
         raise ValueError(f"limit and sample must be >= 1, got limit={limit}, sample={sample}")
-    trajectories = read_trajectories(str(data_path), format=benchmark)
+    # the generic rules score any format (normalized JSONL, the synthetic world, ...)
+    trajectories = read_trajectories(str(data_path), format="auto" if benchmark == "generic" else benchmark)
     indices = range(len(trajectories))
     if limit is not None:
         indices = indices[:limit]
@@ -164,34 +176,105 @@ def write_predictions(path: str | Path, items: Sequence[EvalItem], predictions: 
 # scoring
 
 
-def score_items(benchmark: str, items: Sequence[EvalItem], predictions: Sequence[str]) -> list[ItemScore]:
-    return [score_item(benchmark, p, item.gold, item.tools, item.bfcl_ground_truth)
-            for item, p in zip(items, predictions)]
+METRICS = ("ts", "pi", "cf", "exact_call")  # pass rates, in percent; beside them the mean IRM reward
 
 
-def percentages(scores: Sequence[ItemScore]) -> dict[str, float]:
-    """TS / PI / CF in percent of ``len(scores)``, two decimals."""
-    n = max(len(scores), 1)
-    return {level: round(100.0 * sum(getattr(s, level) for s in scores) / n, 2) for level in ("ts", "pi", "cf")}
+@dataclass(frozen=True)
+class ItemResult:
+    """One scored item: the benchmark's TS / PI / CF, and the IRM category and reward of the
+    prediction (``exact_call`` = the category is ``exact``; ``metrics.item_category``)."""
+
+    id: str
+    ts: bool
+    pi: bool
+    cf: bool
+    category: str
+    reward: float
+
+    @property
+    def exact_call(self) -> bool:
+        return self.category == "exact"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "ts": self.ts, "pi": self.pi, "cf": self.cf, "exact_call": self.exact_call,
+                "category": self.category, "reward": self.reward}
 
 
-def summary(benchmark: str, scores: Sequence[ItemScore], items: Sequence[EvalItem] = ()) -> dict[str, Any]:
-    """The one-line result: ``{"benchmark", "n", "ts", "pi", "cf"}``, plus ``"unscorable"`` (id and
-    reason of each unscorable item of ``items``, counted in ``n`` as failed) when there are any."""
-    result = {"benchmark": benchmark, "n": len(scores), **percentages(scores)}
+def score_items(benchmark: str, items: Sequence[EvalItem], predictions: Sequence[str]) -> list[ItemResult]:
+    results = []
+    for item, prediction in zip(items, predictions, strict=True):
+        score = score_item(benchmark, prediction, item.gold, item.tools, item.bfcl_ground_truth)
+        category = item_category(prediction, item.gold, item.tools)
+        results.append(ItemResult(item.id, score.ts, score.pi, score.cf, category, DEFAULT_TABLE.value(category)))
+    return results
+
+
+def aggregate(results: Sequence[ItemResult], seed: int = 0) -> dict[str, Any]:
+    """``n``, TS / PI / CF / exact-call rate in percent and the mean reward (two decimals), each with
+    its 95% bootstrap interval over items (``ci``: name -> [low, high]), and the count of each IRM
+    category."""
+    if not results:
+        raise ValueError("no items to aggregate")
+    figures: dict[str, Any] = {"n": len(results)}
+    ci: dict[str, list[float]] = {}
+    for name in METRICS:
+        interval = bootstrap_mean([float(getattr(r, name)) for r in results], seed=seed).scaled(100.0)
+        figures[name], ci[name] = round(interval.estimate, 2), [round(interval.low, 2), round(interval.high, 2)]
+    reward = bootstrap_mean([r.reward for r in results], seed=seed)
+    figures["mean_reward"], ci["mean_reward"] = round(reward.estimate, 3), [round(reward.low, 3), round(reward.high, 3)]
+    figures["ci"] = ci
+    figures["categories"] = {c: n for c in CATEGORIES if (n := sum(r.category == c for r in results))}
+    return figures
+
+
+def summary(benchmark: str, results: Sequence[ItemResult], items: Sequence[EvalItem] = ()) -> dict[str, Any]:
+    """The one-line result: ``{"benchmark", "n", "ts", "pi", "cf", "exact_call", "mean_reward", "ci",
+    "categories"}`` (``aggregate``), plus ``"unscorable"`` (id and reason of each unscorable item of
+    ``items``, counted in ``n`` as failed) when there are any."""
+    result = {"benchmark": benchmark, **aggregate(results)}
     unscorable = [{"id": item.id, "reason": item.unscorable} for item in items if item.unscorable]
     if unscorable:
         result["unscorable"] = unscorable
     return result
 
 
-def by_scenario(items: Sequence[EvalItem], scores: Sequence[ItemScore]) -> dict[str, dict[str, Any]]:
+def by_scenario(items: Sequence[EvalItem], results: Sequence[ItemResult]) -> dict[str, dict[str, Any]]:
     """Per-scenario figures (RoTBench's TG/RS/DU/... split), empty when items carry no scenario."""
-    groups: dict[str, list[ItemScore]] = {}
-    for item, score in zip(items, scores):
+    groups: dict[str, list[ItemResult]] = {}
+    for item, result in zip(items, results):
         if item.scenario is not None:
-            groups.setdefault(str(item.scenario), []).append(score)
-    return {name: {"n": len(group), **percentages(group)} for name, group in sorted(groups.items())}
+            groups.setdefault(str(item.scenario), []).append(result)
+    return {name: aggregate(group) for name, group in sorted(groups.items())}
+
+
+def item_scores(report: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """The per-item figures of a ``report.json`` as ``{id: {metric: value}}`` (pass flags as 0/1)."""
+    try:
+        return {str(i["id"]): {m: float(i[m]) for m in (*METRICS, "reward")} for i in report["items"]}
+    except (KeyError, TypeError) as e:
+        raise DataError(f"not a report.json of this version (items need id, {', '.join(METRICS)}, reward): {e}",
+                        field="items") from None
+
+
+def paired_comparison(reports_a: Sequence[dict[str, Any]], reports_b: Sequence[dict[str, Any]],
+                      seed: int = 0) -> dict[str, Any]:
+    """A minus B on the same items: for each metric the difference of means with its paired 95%
+    bootstrap interval (``stats.paired_difference``). Several reports on one side are runs of one
+    model (seeds) on the same items. Items are matched by id; the sets must be equal."""
+    sides = [[item_scores(r) for r in reports] for reports in (reports_a, reports_b)]
+    ids = sorted(sides[0][0])
+    for side in sides:
+        for scores in side:
+            if sorted(scores) != ids:
+                raise DataError("the reports do not score the same items (compare needs one item set)",
+                                field="items")
+    out: dict[str, Any] = {"n": len(ids), "runs": [len(sides[0]), len(sides[1])]}
+    for metric in (*METRICS, "reward"):
+        scale = 1.0 if metric == "reward" else 100.0
+        a, b = ([[scores[i][metric] for i in ids] for scores in side] for side in sides)
+        diff = paired_difference(a, b, seed=seed).scaled(scale)
+        out[metric] = {"diff": round(diff.estimate, 3), "low": round(diff.low, 3), "high": round(diff.high, 3)}
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -410,22 +493,37 @@ class ToolCallEvaluator(pl.LightningModule):
 # reports
 
 
+def _cell(result: dict[str, Any], name: str) -> str:
+    low, high = result["ci"][name]
+    digits = 3 if name == "mean_reward" else 1
+    return f"{result[name]:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def figures_table(rows: dict[str, dict[str, Any]], first: str = "") -> list[str]:
+    """Markdown rows (one per entry of ``rows``: an ``aggregate`` result) of n, TS / PI / CF /
+    exact-call rate and mean reward, each with its 95% interval."""
+    lines = [f"| {first} | n | TS | PI | CF | exact call | mean reward |", "|---|---|---|---|---|---|---|"]
+    for name, r in rows.items():
+        cells = " | ".join(_cell(r, m) for m in (*METRICS, "mean_reward"))
+        lines.append(f"| {name} | {r['n']} | {cells} |")
+    return lines
+
+
 def write_report(output_dir: Path, result: dict[str, Any], items: Sequence[EvalItem],
-                 predictions: Sequence[str], scores: Sequence[ItemScore], settings: dict[str, Any]) -> None:
-    """``report.json`` (result, settings, per-scenario and per-item scores) and ``report.md``."""
-    scenarios = by_scenario(items, scores)
+                 predictions: Sequence[str], results: Sequence[ItemResult], settings: dict[str, Any]) -> None:
+    """``report.json`` (result, settings, per-scenario and per-item figures) and ``report.md``."""
+    scenarios = by_scenario(items, results)
     unparsable = sum(isinstance(parse_calls(p), ParseFailure) for p in predictions)
     report = {**result, "settings": settings, "unparsable_predictions": unparsable, "by_scenario": scenarios,
-              "items": [{"id": i.id, "ts": s.ts, "pi": s.pi, "cf": s.cf} for i, s in zip(items, scores)]}
+              "items": [r.to_dict() for r in results]}
     (output_dir / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    lines = [f"# {result['benchmark']}: TS / PI / CF", "",
-             "| items | TS | PI | CF |", "|---|---|---|---|",
-             f"| {result['n']} | {result['ts']:.2f} | {result['pi']:.2f} | {result['cf']:.2f} |", ""]
+    lines = [f"# {result['benchmark']}: TS / PI / CF, exact-call rate, mean IRM reward", "",
+             "Percent of items (mean reward: the IRM table's values), with 95% bootstrap intervals over items.", ""]
+    lines += figures_table({"all": result}) + [""]
     if scenarios:
-        lines += ["| scenario | items | TS | PI | CF |", "|---|---|---|---|---|"]
-        lines += [f"| {name} | {r['n']} | {r['ts']:.2f} | {r['pi']:.2f} | {r['cf']:.2f} |"
-                  for name, r in scenarios.items()]
-        lines.append("")
+        lines += figures_table(scenarios, "scenario") + [""]
+    categories = ", ".join(f"{c} {n}" for c, n in result["categories"].items())
+    lines.append(f"IRM categories: {categories}.")
     lines.append(f"Predictions without a parseable call: {unparsable} of {len(predictions)}.")
     for entry in result.get("unscorable", ()):
         lines.append(f"Unscorable (counted as failed): `{entry['id']}`: {entry['reason']}")
@@ -473,7 +571,19 @@ def _parser() -> argparse.ArgumentParser:
                              help="cap on padded prompt tokens per batch (rows x longest prompt); 0: no cap")
             sub.add_argument("--max_new_tokens", type=int, default=128)
             sub.add_argument("--output_dir", default="eval_output")
+    compare = commands.add_parser("compare", help="paired differences of two models on the same items")
+    compare.add_argument("--a", nargs="+", required=True, help="report.json of model A (several: its seeds)")
+    compare.add_argument("--b", nargs="+", required=True, help="report.json of model B (several: its seeds)")
     return parser
+
+
+def _read_report(path: str) -> dict[str, Any]:
+    from tl_lightning.data.sources import read_text
+
+    try:
+        return json.loads(read_text(Path(path)))
+    except json.JSONDecodeError as e:
+        raise DataError(f"not JSON: {e}", source=path) from None
 
 
 def _run(args: argparse.Namespace, items: list[EvalItem]) -> tuple[list[str], dict[str, Any]]:
@@ -500,6 +610,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run one command; bad input raises ``DataError`` (the process entry point below turns it
     into one line on stderr and exit status 2, like ``python -m tl_lightning.data``)."""
     args = _parser().parse_args(argv)
+    if args.command == "compare":
+        result = paired_comparison([_read_report(p) for p in args.a], [_read_report(p) for p in args.b])
+        print(json.dumps(result), flush=True)
+        return result
     items = load_items(args.benchmark, args.data, args.limit, args.sample, args.seed)
     if args.command == "score":
         predictions = read_predictions(args.predictions, items)

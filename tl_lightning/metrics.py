@@ -52,6 +52,20 @@ Rules:
   whose answer record is malformed (``{"unscorable": why}``) fails all three. BFCL's Java and
   JavaScript categories are not scored: the reader refuses them, and a Java/JavaScript-only type
   name in a schema (``String``, ``long``, ``HashMap``, ...) raises ``ValueError`` here.
+- ``generic`` (the project's own rules, for the synthetic world's held-out splits and any normalized
+  JSONL whose scored assistant turn holds the gold calls): the prediction is a list of calls
+  (``parse_calls``) matched one-to-one, in any order, against an acceptable call set of the gold turn
+  (its calls, or one of its ``alternatives``, e.g. an optional argument given at its default), so
+  the number of calls must match. TS = a name-preserving matching exists, PI = one where every pair
+  also has the same argument keys, CF = one where every value is equal too (``reward.values_equal``:
+  JSON equality, a number equals its string form only for a ``string`` parameter). A gold turn
+  without calls (a final answer) passes all three when nothing decodes as a call. Under these rules
+  CF is the exact-call rate.
+
+Beside TS / PI / CF every item also gets the IRM category and reward of its prediction
+(``reward.classify_call`` against the gold call sets; for BFCL the reader's reference calls, so
+"exact" there is stricter than BFCL's CF, which accepts any listed value): ``exact_call`` is the
+share of items in the ``exact`` category, ``mean_reward`` their mean reward.
 """
 
 from __future__ import annotations
@@ -65,6 +79,7 @@ from torchmetrics import Metric
 
 from tl_lightning.calls import ParseFailure, normalize_value, parse_call, parse_calls
 from tl_lightning.data.records import ToolCall, ToolSpec
+from tl_lightning.reward import DEFAULT_TABLE, RewardTable, classify_call, values_equal
 from tl_lightning.data.sources import (
     BfclAnswer,
     bfcl_answer_from_calls,
@@ -72,7 +87,7 @@ from tl_lightning.data.sources import (
     bfcl_unscorable_reason,
 )
 
-BENCHMARKS = ("rotbench", "toolalpaca", "bfcl")
+BENCHMARKS = ("rotbench", "toolalpaca", "bfcl", "generic")
 
 
 class ItemScore(NamedTuple):
@@ -315,6 +330,61 @@ def is_bfcl_answer(ground_truth: Any) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------
+# generic: call sets of the gold turn
+
+
+def _gold_call_sets(gold: Sequence) -> list[tuple[ToolCall, ...]]:
+    """Gold as call sets: ``Message.acceptable()`` already is; a bare ``ToolCall`` is a set of one."""
+    return [(entry,) if isinstance(entry, ToolCall) else tuple(entry) for entry in gold]
+
+
+def _generic_call_level(pred: ToolCall, gold: ToolCall, tools_by_name: dict[str, ToolSpec]) -> int:
+    """How far one predicted call gets against one gold call: 0 wrong tool, 1 right tool, 2 right
+    argument keys, 3 right values."""
+    if pred.name != gold.name:
+        return 0
+    if set(pred.arguments) != set(gold.arguments):
+        return 1
+    tool = tools_by_name.get(gold.name)
+    properties = tool.properties if tool is not None and isinstance(tool.properties, dict) else {}
+    same = all(values_equal(pred.arguments[k], v, properties.get(k)) for k, v in gold.arguments.items())
+    return 3 if same else 2
+
+
+def score_generic(prediction: str, gold: Sequence, tools: Sequence[ToolSpec]) -> ItemScore:
+    """The ``generic`` rules (module doc): the prediction's calls against the best acceptable call
+    set of the gold turn, matched one-to-one in any order."""
+    preds = parse_calls(prediction)
+    sets = _gold_call_sets(gold)
+    if any(not calls for calls in sets):  # the turn answers without a call
+        return ItemScore(True, True, True) if isinstance(preds, ParseFailure) else FAILED
+    if isinstance(preds, ParseFailure):
+        return FAILED
+    tools_by_name = {t.name: t for t in tools}
+    best = FAILED
+    for calls in sets:
+        if len(calls) != len(preds):
+            continue
+        levels = [[_generic_call_level(p, g, tools_by_name) for g in calls] for p in preds]
+        passed = ItemScore(*(_has_perfect_matching(len(preds), lambda p, e, lv=level: levels[p][e] >= lv)
+                             for level in (1, 2, 3)))
+        best = max(best, passed)
+    return best
+
+
+def item_category(prediction: str, gold: Sequence, tools: Sequence[ToolSpec],
+                  table: RewardTable = DEFAULT_TABLE) -> str:
+    """The IRM category of an item's prediction (``reward.classify_call`` against the gold call
+    sets). A gold turn that answers without a call (irrelevance, a final answer) has no call to
+    compare: abstaining is ``exact`` there, and any call is scored as a call to the wrong tool (or
+    to an unknown one) by ``classify_call``."""
+    sets = _gold_call_sets(gold)
+    if any(not calls for calls in sets) and isinstance(parse_calls(prediction), ParseFailure):
+        return "exact"
+    return classify_call(prediction, [calls for calls in sets if calls], tools, table)
+
+
+# ---------------------------------------------------------------------------------------------
 # one entry point, one Metric
 
 
@@ -328,6 +398,8 @@ def score_item(benchmark: str, prediction: str, gold: Sequence, tools: Sequence[
         return score_rotbench(prediction, gold, tools, none_deletion_carries_over)
     if benchmark == "toolalpaca":
         return score_toolalpaca(prediction, gold, tools)
+    if benchmark == "generic":
+        return score_generic(prediction, gold, tools)
     if benchmark == "bfcl":
         if not is_bfcl_answer(bfcl_ground_truth) and bfcl_unscorable_reason(bfcl_ground_truth) is None:
             first = gold[0] if gold else ()
@@ -337,12 +409,12 @@ def score_item(benchmark: str, prediction: str, gold: Sequence, tools: Sequence[
 
 
 class ToolCallMetrics(Metric):
-    """TS / PI / CF in percent over all items seen, summed across processes.
+    """TS / PI / CF, exact-call rate and mean IRM reward over all items seen, summed across processes.
 
     ``update(predictions, gold, tools, bfcl_ground_truth=None)`` takes one batch as lists of equal
     length (the ``eval`` batch's ``gold`` and ``tools``); ``compute()`` returns
-    ``{"ts", "pi", "cf"}`` as float tensors in [0, 100]. ``none_deletion_carries_over``: RoTBench's
-    script quirk (module doc), off by default.
+    ``{"ts", "pi", "cf", "exact_call"}`` as float tensors in [0, 100] and ``"mean_reward"``.
+    ``none_deletion_carries_over``: RoTBench's script quirk (module doc), off by default.
     """
 
     full_state_update = False
@@ -354,8 +426,9 @@ class ToolCallMetrics(Metric):
             raise ValueError(f"unknown benchmark {benchmark!r} (expected one of {BENCHMARKS})")
         self.benchmark = benchmark
         self.none_deletion_carries_over = none_deletion_carries_over
-        for name in ("ts", "pi", "cf", "total"):
+        for name in ("ts", "pi", "cf", "exact_call", "total"):
             self.add_state(name, default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+        self.add_state("reward", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
 
     def update(self, predictions: Sequence[str], gold: Sequence[Sequence], tools: Sequence[Sequence[ToolSpec]],
                bfcl_ground_truth: Sequence[BfclAnswer | None] | None = None) -> None:
@@ -368,12 +441,16 @@ class ToolCallMetrics(Metric):
         for prediction, item_gold, item_tools, answer in zip(predictions, gold, tools, answers):
             score = score_item(self.benchmark, prediction, item_gold, item_tools, answer,
                                self.none_deletion_carries_over)
+            category = item_category(prediction, item_gold, item_tools)
             self.ts += int(score.ts)
             self.pi += int(score.pi)
             self.cf += int(score.cf)
+            self.exact_call += int(category == "exact")
+            self.reward += DEFAULT_TABLE.value(category)
         self.total += len(predictions)
 
     def compute(self) -> dict[str, torch.Tensor]:
         denominator = self.total.clamp(min=1).double()
-        return {name: (getattr(self, name).double() * 100.0 / denominator).float()
-                for name in ("ts", "pi", "cf")}
+        shares = {name: (getattr(self, name).double() * 100.0 / denominator).float()
+                  for name in ("ts", "pi", "cf", "exact_call")}
+        return {**shares, "mean_reward": (self.reward / denominator).float()}
