@@ -96,12 +96,15 @@ def _reject_overlength(what: str, sample_id: str, length: int, max_length: int, 
 
 
 def tokenize_samples(samples: Iterable[Sample], tokenizer: Any, *, prompt_format: str, w_max: float,
-                     max_length: int, on_overlength: str) -> tuple[list[TokenizedSample], list[str]]:
-    """Render and tokenize SFT samples; return those that fit ``max_length`` and the ids of
-    those that did not (dropped whole: cutting would lose supervised tokens)."""
+                     max_length: int, on_overlength: str,
+                     exclude_value_end: bool = False) -> tuple[list[TokenizedSample], list[str]]:
+    """Render and tokenize SFT samples (PKT weights: ``tokenize_rendered``); return those that fit
+    ``max_length`` and the ids of those that did not (dropped whole: cutting would lose
+    supervised tokens)."""
     kept, dropped = [], []
     for s in samples:
-        tok = tokenize_rendered(render_sample(s, prompt_format, tokenizer), tokenizer, w_max=w_max)
+        tok = tokenize_rendered(render_sample(s, prompt_format, tokenizer), tokenizer, w_max=w_max,
+                                exclude_value_end=exclude_value_end)
         if len(tok.input_ids) > max_length:
             _reject_overlength("sample", s.id, len(tok.input_ids), max_length, on_overlength)
             dropped.append(s.id)
@@ -394,7 +397,8 @@ class ToolUseDataModule(LightningDataModule):
         mae, mae_layout, error_patterns, error_regexes: MAE (``mae=False`` = standard SFT);
             None = the authors' patterns. Not applied in ``eval``: one prompt per trajectory at
             the benchmark's scored turn (``gold_turn_index``, from ``meta["format"]``).
-        w_max: PKT's weight cap (1 = plain cross-entropy).
+        w_max: PKT's weight cap (1 = plain cross-entropy); exclude_value_end: leave the last
+            token of each argument value out of |NK| (the authors' option, ``tokenize_rendered``).
         max_length: longest sample / packed row / prompt in tokens; ``on_overlength``: ``"drop"``
             (counted) or ``"raise"`` (``eval`` always raises: see ``make_eval_prompts``).
         batch_size, packing (``sft`` only), bucket_batches (batches per length-sorted mega-batch),
@@ -412,6 +416,7 @@ class ToolUseDataModule(LightningDataModule):
         error_patterns: list[str] | None = None,
         error_regexes: list[str] | None = None,
         w_max: float = 9.0,
+        exclude_value_end: bool = False,
         max_length: int = 2048,
         on_overlength: str = "drop",
         batch_size: int = 4,
@@ -439,7 +444,7 @@ class ToolUseDataModule(LightningDataModule):
             raise ValueError(f"batch_size and max_length must be >= 1, got {batch_size}, {max_length}")
         self.data_path, self.format, self.on_error = data_path, format, on_error
         self.tokenizer_name, self.tokenizer = tokenizer, None
-        self.prompt_format, self.w_max = prompt_format, w_max
+        self.prompt_format, self.w_max, self.exclude_value_end = prompt_format, w_max, exclude_value_end
         self.mae, self.mae_layout = mae, mae_layout
         self.error_patterns, self.error_regexes = error_patterns, error_regexes
         self.max_length, self.on_overlength = max_length, on_overlength
@@ -481,7 +486,8 @@ class ToolUseDataModule(LightningDataModule):
         if self.stage != "sft":
             prompts, dropped = make_prompts(samples, self.tokenizer, **common)
             return prompts, mae_report.to_dict(), dropped
-        tokenized, dropped = tokenize_samples(samples, self.tokenizer, w_max=self.w_max, **common)
+        tokenized, dropped = tokenize_samples(samples, self.tokenizer, w_max=self.w_max,
+                                              exclude_value_end=self.exclude_value_end, **common)
         if self.packing:
             rows = pack_rows([len(t.input_ids) for t in tokenized], self.max_length)
             return [tuple(tokenized[i] for i in r) for r in rows], mae_report.to_dict(), dropped
