@@ -85,6 +85,20 @@ def test_instantiation_without_run_is_cheap(tmp_path):
     assert checkpoint.dirpath == str(tmp_path / "checkpoints") and checkpoint.save_last
 
 
+def test_exclude_value_end_is_a_data_option(tmp_path):
+    """The authors' |NK| option reaches the PKT weights from the command line."""
+    cli = main(tiny_args(tmp_path, "--data.exclude_value_end=true"), run=False)
+    assert cli.datamodule.exclude_value_end is True
+    default = main(tiny_args(tmp_path), run=False).datamodule
+    weights = {}
+    for dm in (default, cli.datamodule):
+        dm.connect(cli.model.tokenizer)
+        dm.setup("fit")
+        weights[dm.exclude_value_end] = [max(s.loss_weights) for row in dm.train_items for s in row]
+    # fewer non-key tokens, so lighter key tokens (|NK| / |K| below the cap of 9)
+    assert weights[True] != weights[False] and all(a <= b for a, b in zip(weights[True], weights[False]))
+
+
 @pytest.mark.slow
 def test_cli_optimizer_replaces_the_default(tmp_path):
     cli = main(["fit", *tiny_args(tmp_path, "--trainer.max_steps=1", "--trainer.limit_val_batches=0",

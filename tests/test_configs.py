@@ -74,6 +74,31 @@ def test_eval_config_parses(path):
     assert isinstance(yaml.safe_load(path.read_text()), dict)
 
 
+# Recipes whose data is the synthetic world or a benchmark file (the reproduce recipes get the real
+# training mix from their driver): their generation budget is checked against the gold answers.
+BUDGETED = [p for p in ALL_YAML if p.parent.name != "reproduce"
+            and "max_new_tokens" in (yaml.safe_load(p.read_text()).get("model") or {}).get("init_args", {})]
+
+
+@pytest.mark.parametrize("path", BUDGETED, ids=rel)
+def test_generation_budget_holds_the_gold_answers(path, smollm2_tokenizer, request):
+    """max_new_tokens fits 99% of the gold answers of the recipe's own prompts (SmolLM2 tokens,
+    end marker included), in the recipe's prompt format, or in both when it defers to the model's."""
+    from tl_lightning.data.datamodule import ToolUseDataModule, truncated_answers_warning
+
+    raw = yaml.safe_load(path.read_text())
+    data = dict(raw["data"], stage="eval" if raw["data"].get("stage", "sft") == "sft" else raw["data"]["stage"])
+    if data.get("data_path"):  # ../shared/data/... relative to the repository
+        data["data_path"] = str(request.getfixturevalue("shared_data") / data["data_path"].split("shared/data/")[1])
+    asked = data.pop("prompt_format", None)
+    for prompt_format in [asked] if asked else ["codellama", "chat_template"]:
+        dm = ToolUseDataModule(**data, prompt_format=prompt_format)
+        dm.connect(smollm2_tokenizer)
+        dm.setup("fit")
+        lengths = [p.answer_length for p in dm.train_items + dm.val_items]
+        assert truncated_answers_warning(lengths, raw["model"]["init_args"]["max_new_tokens"]) is None
+
+
 def test_sbatch_requeues_resumes_and_its_arguments_parse(tmp_path):
     path = CONFIGS / "slurm" / "pkt.sbatch"
     text = path.read_text()

@@ -12,7 +12,15 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from tl_lightning.export import HFExport, export_checkpoint, export_pretrained, main
+from tl_lightning.export import (
+    FORMAT_RECORD,
+    HFExport,
+    checkpoint_prompt_format,
+    export_checkpoint,
+    export_pretrained,
+    main,
+    saved_prompt_format,
+)
 from tl_lightning.modeling import TINY_LLAMA, LoraOptions, load_model, load_tokenizer
 
 LORA = LoraOptions(r=4, dropout=0.0, target_modules=("q_proj", "v_proj", "down_proj"))
@@ -164,6 +172,68 @@ def test_refuses_taken_folder_and_adapter_export_without_adapter(tmp_path, token
     assert not (out / "adapter_config.json").exists() and (out / "config.json").is_file()
     with pytest.raises(ValueError, match="no LoRA adapter"):
         export_pretrained(model, tokenizer, tmp_path / "adapter", merge_lora=False)
+
+
+def test_the_folder_records_the_prompt_format(tmp_path, tokenizer):
+    model = load_model(TINY_LLAMA)
+    out = export_pretrained(model, tokenizer, tmp_path / "chat", prompt_format="chat_template")
+    # SmolLM2's template has no tool_calls: calls are <tool_call> blocks we write ourselves
+    assert json.loads((out / FORMAT_RECORD).read_text()) == {"prompt_format": "chat_template",
+                                                             "call_syntax": "tool_call"}
+    assert saved_prompt_format(out) == "chat_template"
+    paper = export_pretrained(model, tokenizer, tmp_path / "paper", prompt_format="codellama")
+    assert json.loads((paper / FORMAT_RECORD).read_text())["call_syntax"] == "python"
+    unknown = export_pretrained(model, tokenizer, tmp_path / "unknown")
+    assert not (unknown / FORMAT_RECORD).exists() and saved_prompt_format(unknown) is None
+    assert saved_prompt_format(TINY_LLAMA) is None and saved_prompt_format("HuggingFaceTB/SmolLM2-135M") is None
+
+
+@pytest.mark.slow
+def test_the_prompt_format_travels_with_the_model(tmp_path, shared_data):
+    """Trained in chat_template: the exported folder, the checkpoint and its export say so, and
+    evaluation, PPO and predict default to it; asking for codellama warns."""
+    import lightning.pytorch as pl
+
+    from tl_lightning import evaluate
+    from tl_lightning.cli import main as cli_main
+    from tl_lightning.data.datamodule import ToolUseDataModule
+    from tl_lightning.pkt import PKTModule
+    from tl_lightning.ppo import IRMPPOModule
+
+    module = PKTModule(model_name=TINY_LLAMA, lr=1e-3, warmup_ratio=0.0)
+    data = ToolUseDataModule(synthetic_size=8, prompt_format="chat_template", batch_size=2, val_fraction=0.0)
+    data.connect(module.tokenizer, module.recorded_prompt_format)
+    trainer = pl.Trainer(accelerator="cpu", max_steps=1, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False,
+                         callbacks=[HFExport(str(tmp_path / "hf"))], default_root_dir=tmp_path)
+    trainer.fit(module, datamodule=data)
+    trainer.save_checkpoint(tmp_path / "last.ckpt")
+    folder = tmp_path / "hf"
+    assert saved_prompt_format(folder) == "chat_template"
+    assert checkpoint_prompt_format(tmp_path / "last.ckpt") == "chat_template"
+    assert saved_prompt_format(export_checkpoint(tmp_path / "last.ckpt", tmp_path / "from_ckpt")) == "chat_template"
+    for reader in (PKTModule(model_name=str(folder)), IRMPPOModule(model_name=str(folder), lora=LORA),
+                   evaluate.ToolCallEvaluator("rotbench", model_name=str(folder)),
+                   evaluate.ToolCallEvaluator("rotbench", pkt_checkpoint=str(tmp_path / "last.ckpt"))):
+        assert reader.recorded_prompt_format == "chat_template"
+    assert evaluate.load_for_generation(str(folder))[2] == "chat_template"
+
+    # train.py test --config configs/eval/...: the CLI hands the record to the DataModule
+    cli = cli_main(["--config", str(REPO / "configs" / "eval" / "rotbench.yaml"), "--data.data_path=null",
+                    "--data.synthetic_size=4", f"--model.init_args.model_name={folder}",
+                    f"--trainer.default_root_dir={tmp_path}"], run=False)
+    cli.before_test()
+    cli.datamodule.setup("test")
+    assert cli.datamodule.hparams.prompt_format == "chat_template"
+
+    # python -m tl_lightning.evaluate run --model DIR
+    run = ["run", "--benchmark", "toolalpaca", "--data", str(shared_data / "ToolAlpaca/data/eval_real.json"),
+           "--model", str(folder), "--limit", "1", "--max_new_tokens", "2"]
+    evaluate.main([*run, "--output_dir", str(tmp_path / "eval")])
+    assert json.loads((tmp_path / "eval" / "report.json").read_text())["settings"]["prompt_format"] == "chat_template"
+    with pytest.warns(UserWarning, match="trained with 'chat_template'"):
+        evaluate.main([*run, "--prompt_format", "codellama", "--output_dir", str(tmp_path / "asked")])
+    assert json.loads((tmp_path / "asked" / "report.json").read_text())["settings"]["prompt_format"] == "codellama"
 
 
 @pytest.mark.slow

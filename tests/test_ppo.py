@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -143,6 +144,25 @@ def test_construction_is_cheap_and_hparams_are_plain():
     assert module.actor is None and module._tokenizer is None
     assert module.hparams.lora["r"] == 4 and module.hparams.critic_lora is None
     assert module.critic_lora == LORA  # shared_lora: the critic's adapter defaults to the actor's settings
+
+
+@pytest.mark.parametrize("max_new_tokens", [4, 512])
+def test_fit_start_warns_when_gold_answers_do_not_fit(max_new_tokens):
+    """A budget shorter than most gold answers caps the reward even a perfect policy gets."""
+    from tl_lightning.data.datamodule import ToolUseDataModule
+
+    data = ToolUseDataModule(tokenizer=TINY_LLAMA, stage="rl", synthetic_size=8, val_fraction=0.0)
+    trainer = pl.Trainer(accelerator="cpu", max_steps=0, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.fit(tiny_module(max_new_tokens=max_new_tokens), datamodule=data)
+    truncated = [str(w.message) for w in caught if "gold answers" in str(w.message)]
+    if max_new_tokens == 4:
+        assert len(truncated) == 1 and truncated[0].startswith("8 of 8 gold answers")
+        assert "max_new_tokens=4 (99th percentile:" in truncated[0]
+    else:
+        assert truncated == []
 
 
 def test_a_non_finite_loss_stops_before_the_optimizer_step():

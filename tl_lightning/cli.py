@@ -10,8 +10,9 @@ way) and whose data is ``ToolUseDataModule``. It adds to Lightning's defaults:
 - ``CheckpointOnSignal``: SIGTERM / SIGUSR1 save ``last.ckpt`` before the process exits;
 - a ``LearningRateMonitor`` whenever a logger is on (Lightning's default logger: TensorBoard if
   installed, else CSV, under ``default_root_dir``);
-- the model's tokenizer handed to the DataModule (``connect``) before every run, so the data is
-  always tokenized for the model being trained;
+- the model's tokenizer and recorded prompt format (``recorded_prompt_format``: how the model was
+  trained to be prompted) handed to the DataModule (``connect``) before every run, so the data is
+  always tokenized for the model being trained, in its format unless the config names another;
 - ``--optimizer`` / ``--lr_scheduler`` (any torch optimizer / scheduler) replace the module's
   default AdamW + warmup-cosine; they are built lazily, after the model is loaded;
 - ``seed_everything: 0`` by default, for reproducible runs.
@@ -35,7 +36,7 @@ CHECKPOINT_DEFAULTS = {"checkpoint.save_last": True, "checkpoint.every_n_train_s
 
 
 class TLLightningCLI(LightningCLI):
-    """LightningCLI with checkpoint/signal/LR-monitor defaults and tokenizer hand-over."""
+    """LightningCLI with checkpoint/signal/LR-monitor defaults and tokenizer / prompt format hand-over."""
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
@@ -71,12 +72,12 @@ class TLLightningCLI(LightningCLI):
             trainer.callbacks.append(LearningRateMonitor(logging_interval="step"))
         return trainer
 
-    def _connect_tokenizer(self) -> None:
+    def _connect_model(self) -> None:
         tokenizer = getattr(self.model, "tokenizer", None)
         if tokenizer is not None and self.datamodule is not None and hasattr(self.datamodule, "connect"):
-            self.datamodule.connect(tokenizer)
+            self.datamodule.connect(tokenizer, getattr(self.model, "recorded_prompt_format", None))
 
-    before_fit = before_validate = before_test = before_predict = _connect_tokenizer
+    before_fit = before_validate = before_test = before_predict = _connect_model
 
 
 def configure_cli_optimizers(module: pl.LightningModule, optimizer_init: dict, scheduler_init: dict | None):

@@ -52,6 +52,8 @@ import torch
 from tl_lightning.calls import END_MARKERS, ParseFailure, format_call, parse_call, parse_calls
 from tl_lightning.data.records import DataError, ToolCall, ToolSpec, Trajectory, exit_on_bad_input
 from tl_lightning.data.datamodule import gold_turn_index
+from tl_lightning.data.render import DEFAULT_PROMPT_FORMAT, choose_prompt_format
+from tl_lightning.export import checkpoint_prompt_format, saved_prompt_format
 from tl_lightning.metrics import (
     BENCHMARKS,
     BfclAnswer,
@@ -62,8 +64,6 @@ from tl_lightning.metrics import (
 )
 from tl_lightning.reward import CATEGORIES, DEFAULT_TABLE
 from tl_lightning.stats import bootstrap_mean, paired_difference
-
-DEFAULT_PROMPT_FORMAT = "codellama"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -397,20 +397,20 @@ def generate_predictions(model, tokenizer, prompts: Sequence[str], batch_size: i
 
 
 def load_for_generation(model: str, ckpt_path: str | None = None, dtype: str = "float32"):
-    """``(model, tokenizer, checkpoint prompt format or None)``: a PKTModule checkpoint when
-    ``ckpt_path`` is given, else ``model`` (built-in name, HF id or exported folder)."""
+    """``(model, tokenizer, recorded prompt format or None)``: a PKTModule checkpoint when
+    ``ckpt_path`` is given (the format its data was rendered in), else ``model`` (built-in name,
+    HF id or exported folder: the format recorded in the folder)."""
     from tl_lightning.modeling import load_model, load_tokenizer
 
-    prompt_format = None
     if ckpt_path:
         from tl_lightning.pkt import PKTModule
 
         module = PKTModule.load_from_checkpoint(ckpt_path, map_location="cpu")
         net, tokenizer = module.model, module.tokenizer
-        checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        prompt_format = (checkpoint.get("datamodule_hyper_parameters") or {}).get("prompt_format")
+        prompt_format = checkpoint_prompt_format(ckpt_path)
     else:
         net, tokenizer = load_model(model, dtype=dtype), load_tokenizer(model)
+        prompt_format = saved_prompt_format(model)
     net.eval()
     if torch.cuda.is_available():
         net.to("cuda")
@@ -431,6 +431,8 @@ class ToolCallEvaluator(pl.LightningModule):
             ``bfcl_ground_truth``: its acceptable-value lists).
         model_name: built-in name, HF id or exported folder; ignored with ``pkt_checkpoint``.
         pkt_checkpoint: a ``PKTModule`` checkpoint to evaluate (its model, LoRA and tokenizer).
+        The prompt format the model was trained with (``recorded_prompt_format``) is the eval
+        DataModule's default (the CLI hands it over with ``connect``).
         dtype: weights dtype for ``model_name``; max_new_tokens: generation length.
     """
 
@@ -454,6 +456,13 @@ class ToolCallEvaluator(pl.LightningModule):
                 name = checkpoint["hyper_parameters"]["model_name"]
             self._tokenizer = load_tokenizer(name)
         return self._tokenizer
+
+    @property
+    def recorded_prompt_format(self) -> str | None:
+        """The prompt format the evaluated model was trained with, or None (not recorded)."""
+        if self.hparams.pkt_checkpoint:
+            return checkpoint_prompt_format(self.hparams.pkt_checkpoint)
+        return saved_prompt_format(self.hparams.model_name)
 
     def configure_model(self) -> None:
         if self.model is not None:
@@ -564,7 +573,8 @@ def _parser() -> argparse.ArgumentParser:
                              help="built-in name, HF id or exported folder (tokenizer too)")
             sub.add_argument("--ckpt_path", default=None, help="a PKTModule checkpoint (.ckpt)")
             sub.add_argument("--prompt_format", default=None,
-                             help=f"prompt format (default: the checkpoint's, else {DEFAULT_PROMPT_FORMAT})")
+                             help="prompt format (default: the one the model was trained with, recorded in its "
+                                  f"folder or checkpoint, else {DEFAULT_PROMPT_FORMAT})")
             sub.add_argument("--dtype", default="float32")
             sub.add_argument("--batch_size", type=int, default=16)
             sub.add_argument("--max_batch_tokens", type=int, default=16384,
@@ -588,8 +598,8 @@ def _read_report(path: str) -> dict[str, Any]:
 
 def _run(args: argparse.Namespace, items: list[EvalItem]) -> tuple[list[str], dict[str, Any]]:
     started = time.perf_counter()
-    model, tokenizer, ckpt_format = load_for_generation(args.model, args.ckpt_path, args.dtype)
-    prompt_format = args.prompt_format or ckpt_format or DEFAULT_PROMPT_FORMAT
+    model, tokenizer, recorded_format = load_for_generation(args.model, args.ckpt_path, args.dtype)
+    prompt_format = choose_prompt_format(args.prompt_format, recorded_format)
     prompts = render_prompts(items, tokenizer, prompt_format)
     generation_started = time.perf_counter()
     predictions = generate_predictions(model, tokenizer, prompts, args.batch_size, args.max_new_tokens,

@@ -11,6 +11,12 @@
   ``prepare_model_for_kbit_training``) and the adapters are merged there. The folder then holds
   exactly the function the QLoRA model computed, without any bitsandbytes dependency.
 
+The prompt format travels with the model: the folder gets ``tl_lightning.json``
+(``FORMAT_RECORD``: ``prompt_format`` and ``call_syntax``, how the model was trained to be
+prompted and to write calls). ``saved_prompt_format`` reads it back; the DataModule (through
+``connect``), ``evaluate run`` and ``ToolCallEvaluator`` then default to it, and warn when told to
+use another format.
+
 Usage: the ``HFExport`` callback at the end of ``fit``, ``export_pretrained`` from Python, or
 ``python -m tl_lightning.export --ckpt_path last.ckpt --output model_dir [--no-merge_lora]``.
 """
@@ -19,12 +25,42 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import shutil
 from pathlib import Path
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from torch import nn
+
+from tl_lightning.data.render import call_syntax
+
+FORMAT_RECORD = "tl_lightning.json"
+
+
+def write_format_record(out_dir: str | Path, prompt_format: str, tokenizer) -> Path:
+    """Write ``FORMAT_RECORD`` into ``out_dir``: the prompt format and call syntax the model was
+    trained with."""
+    record = {"prompt_format": prompt_format, "call_syntax": call_syntax(prompt_format, tokenizer)}
+    path = Path(out_dir) / FORMAT_RECORD
+    path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def saved_prompt_format(model_dir: str | Path) -> str | None:
+    """The prompt format recorded in an exported folder, or None (not a folder, e.g. a hub id or
+    a built-in name, or a folder without a record: a model not trained here)."""
+    path = Path(model_dir) / FORMAT_RECORD
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text(encoding="utf-8")).get("prompt_format")
+
+
+def checkpoint_prompt_format(ckpt_path: str | Path) -> str | None:
+    """The prompt format a Lightning checkpoint's data was rendered in (``ToolUseDataModule``
+    records it in its hyper-parameters), or None. Memory-mapped: the weights are not read."""
+    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=False, mmap=True)
+    return (checkpoint.get("datamodule_hyper_parameters") or {}).get("prompt_format")
 
 
 def is_peft_model(model: nn.Module) -> bool:
@@ -165,7 +201,7 @@ def check_output_dir(out_dir: str | Path, overwrite: bool) -> Path:
 
 
 def export_pretrained(model: nn.Module, tokenizer, out_dir: str | Path, merge_lora: bool = True,
-                      overwrite: bool = False) -> Path:
+                      overwrite: bool = False, prompt_format: str | None = None) -> Path:
     """Write ``model`` and ``tokenizer`` (with its chat template) as an HF folder.
 
     Args:
@@ -174,6 +210,8 @@ def export_pretrained(model: nn.Module, tokenizer, out_dir: str | Path, merge_lo
         out_dir: the folder to write (created; must be empty unless ``overwrite``).
         merge_lora: merge adapters into the weights (default) or write the adapter only.
         overwrite: replace an existing non-empty ``out_dir``.
+        prompt_format: the prompt format the model was trained with, written to ``FORMAT_RECORD``
+            (None: no record, as for a model whose format is not known).
     Returns the folder.
     """
     out = check_output_dir(out_dir, overwrite)
@@ -194,11 +232,14 @@ def export_pretrained(model: nn.Module, tokenizer, out_dir: str | Path, merge_lo
     else:
         model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
+    if prompt_format is not None:
+        write_format_record(out, prompt_format, tokenizer)
     return out
 
 
 class HFExport(Callback):
-    """Export ``pl_module.model`` and ``pl_module.tokenizer`` as an HF folder when fit ends.
+    """Export ``pl_module.model`` and ``pl_module.tokenizer`` as an HF folder when fit ends, with
+    the prompt format the trainer's DataModule rendered the data in (``FORMAT_RECORD``).
 
     The target folder is checked when fit starts, so a taken folder fails the run before
     training, not after it. Rank 0 writes; the other ranks wait for it. FSDP2-sharded models
@@ -220,19 +261,22 @@ class HFExport(Callback):
             if getattr(pl_module, attribute, None) is None:
                 raise AttributeError(f"HFExport needs {type(pl_module).__name__}.{attribute}")
         model = pl_module.model
+        # the format ToolUseDataModule.setup rendered in (none without a DataModule)
+        prompt_format = getattr(trainer.datamodule, "hparams", {}).get("prompt_format")
         if is_sharded(model):  # FSDP2: gather the full weights on rank 0 first (all ranks take part)
             model = gathered_copy(model, keep=trainer.is_global_zero)
         try:
             if trainer.is_global_zero:
-                export_pretrained(model, pl_module.tokenizer, self.dirpath,
-                                  merge_lora=self.merge_lora, overwrite=self.overwrite)
+                export_pretrained(model, pl_module.tokenizer, self.dirpath, merge_lora=self.merge_lora,
+                                  overwrite=self.overwrite, prompt_format=prompt_format)
         finally:  # a failing export on rank 0 must not leave the other ranks waiting forever
             trainer.strategy.barrier("hf_export")
 
 
 def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path, merge_lora: bool = True,
                       overwrite: bool = False) -> Path:
-    """Export a ``PKTModule`` Lightning checkpoint (a ``.ckpt`` file) as an HF folder."""
+    """Export a ``PKTModule`` Lightning checkpoint (a ``.ckpt`` file) as an HF folder, with the
+    prompt format of its data (``checkpoint_prompt_format``)."""
     from tl_lightning.pkt import PKTModule
 
     if Path(ckpt_path).is_dir():
@@ -243,7 +287,7 @@ def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path, merge_lora: bo
             "lightning.fabric.utilities.consolidate_checkpoint)")
     module = PKTModule.load_from_checkpoint(ckpt_path, map_location="cpu")
     return export_pretrained(module.model, module.tokenizer, out_dir, merge_lora=merge_lora,
-                             overwrite=overwrite)
+                             overwrite=overwrite, prompt_format=checkpoint_prompt_format(ckpt_path))
 
 
 def main(argv: list[str] | None = None) -> None:

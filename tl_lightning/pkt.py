@@ -16,6 +16,7 @@ from torch import nn
 from torchmetrics import MeanMetric
 
 from tl_lightning.data.datamodule import model_inputs
+from tl_lightning.export import saved_prompt_format
 from tl_lightning.losses import SupervisedTokens, prediction_mask, supervised_tokens, token_hits, weighted_token_ce_sums
 from tl_lightning.modeling import SMOLLM2, LoraOptions, load_model, load_tokenizer
 
@@ -96,6 +97,12 @@ class PKTModule(pl.LightningModule):
         if self._tokenizer is None:
             self._tokenizer = load_tokenizer(self.hparams.model_name)
         return self._tokenizer
+
+    @property
+    def recorded_prompt_format(self) -> str | None:
+        """The prompt format ``model_name`` was trained with, when it is a folder exported here
+        (the DataModule's default, handed over by ``connect``: ``predict`` prompts in it)."""
+        return saved_prompt_format(self.hparams.model_name)
 
     def configure_model(self) -> None:
         """Load the model once; shard it with FSDP2 when the strategy provides a device mesh."""

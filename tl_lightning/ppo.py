@@ -47,9 +47,12 @@ from typing import Any
 import lightning.pytorch as pl
 import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 
 from tl_lightning.calls import END_MARKERS
+from tl_lightning.data.datamodule import truncated_answers_warning
+from tl_lightning.export import saved_prompt_format
 from tl_lightning.losses import (
     approx_kl,
     gae_advantages,
@@ -405,6 +408,12 @@ class IRMPPOModule(pl.LightningModule):
             self._tokenizer = load_tokenizer(self._model_source())
         return self._tokenizer
 
+    @property
+    def recorded_prompt_format(self) -> str | None:
+        """The prompt format the PKT model was trained with (recorded in its exported folder, or
+        its checkpoint's): the default of the DataModule's prompts, handed over by ``connect``."""
+        return saved_prompt_format(self._model_source())
+
     def _model_source(self) -> str:
         if self.hparams.init_checkpoint is None:
             return self.hparams.model_name
@@ -547,6 +556,16 @@ class IRMPPOModule(pl.LightningModule):
             self.actor.train(was_training)
 
     # ---- training
+
+    def on_fit_start(self) -> None:
+        """Warn when ``max_new_tokens`` cuts off more than 1% of the gold answers: those prompts
+        could then never earn the exact-call reward, however good the policy."""
+        datamodule = self.trainer.datamodule
+        prompts = [*getattr(datamodule, "train_items", ()), *getattr(datamodule, "val_items", ())]
+        lengths = [p.answer_length for p in prompts if hasattr(p, "answer_length")]
+        message = truncated_answers_warning(lengths, self.hparams.max_new_tokens)
+        if message is not None:
+            rank_zero_warn(message)
 
     def transfer_batch_to_device(self, batch: dict[str, Any], device: torch.device, dataloader_idx: int) -> dict:
         """Move the tensors only: ``gold`` and ``tools`` hold frozen dataclasses, which Lightning's

@@ -148,7 +148,8 @@ def fit_and_export(config: str, arm_dir: Path, budget: Budget, data_root: Path, 
     common = [f"--model.init_args.model_name={model}", f"--data.data_path={json.dumps(data_paths(data_root))}",
               f"--data.max_length={budget.max_length}", f"--data.seed={budget.seed}"]
     fit = cli_main(fit_args(config, arm_dir, budget, [*common, *overrides]))
-    export_pretrained(fit.model.model, fit.model.tokenizer, arm_dir / "hf_model", overwrite=True)
+    export_pretrained(fit.model.model, fit.model.tokenizer, arm_dir / "hf_model", overwrite=True,
+                      prompt_format=fit.datamodule.hparams.prompt_format)
     return fit
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import warnings
 
 import pytest
 import torch
@@ -21,6 +22,7 @@ from tl_lightning.data.datamodule import (
     padding_waste,
     split_by_trajectory,
     tokenize_samples,
+    truncated_answers_warning,
 )
 from tl_lightning.data.mae import apply_mae
 from tl_lightning.data.records import DataError
@@ -282,6 +284,43 @@ def test_prompt_is_the_prefix_of_the_sft_tokens(smollm2_tokenizer):
     for sample, prompt in zip(tokenized, prompts):
         first_target = next(i for i, label in enumerate(sample.labels) if label != -100)
         assert sample.input_ids[:first_target] == prompt.input_ids
+
+
+def test_prompt_format_defaults_to_the_models_record(smollm2_tokenizer):
+    """prompt_format=None: the format the model was trained with (connect), else codellama; a
+    config naming another format than the model's record is obeyed, with a warning."""
+    def used(asked, recorded):
+        dm = ToolUseDataModule(stage="rl", synthetic_size=4, prompt_format=asked, val_fraction=0.0)
+        dm.connect(smollm2_tokenizer, recorded)
+        dm.setup("fit")
+        return dm.hparams.prompt_format, smollm2_tokenizer.decode(dm.train_items[0].input_ids)
+
+    assert used(None, None)[0] == "codellama"
+    fmt, text = used(None, "chat_template")
+    assert fmt == "chat_template" and text.endswith("<|im_start|>assistant\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert used("chat_template", "chat_template")[0] == "chat_template"
+    with pytest.warns(UserWarning, match="prompt_format='codellama' was asked for, but the model was trained "
+                                         "with 'chat_template'"):
+        fmt, text = used("codellama", "chat_template")
+    assert fmt == "codellama" and text.endswith("\nAssistant:")
+
+
+def test_gold_answer_lengths_and_the_truncation_warning(smollm2_tokenizer):
+    dm = _dm(smollm2_tokenizer, stage="rl", synthetic_size=16, prompt_format="chat_template", val_fraction=0.0)
+    samples, _ = apply_mae(synthetic.generate_prompts(16, seed=0))
+    tokenized, _ = tokenize_samples(samples, smollm2_tokenizer, prompt_format="chat_template", w_max=9.0,
+                                    max_length=4096, on_overlength="raise")
+    # the gold answer as SFT supervises it: the call and the end marker
+    assert [p.answer_length for p in dm.train_items] == [sum(x != -100 for x in t.labels) for t in tokenized]
+    lengths = [p.answer_length for p in dm.train_items]
+    assert truncated_answers_warning(lengths, max(lengths)) is None
+    message = truncated_answers_warning(lengths, min(lengths))
+    assert message.startswith(f"{sum(n > min(lengths) for n in lengths)} of 16 gold answers")
+    assert f"max_new_tokens={min(lengths)} (99th percentile: {max(lengths)} tokens)" in message
+    assert truncated_answers_warning([10] * 99 + [50], 10) is None  # 1% may be cut off
+    assert truncated_answers_warning([10] * 98 + [50] * 2, 10).startswith("2 of 100")
 
 
 # ---------------------------------------------------------------- mid-epoch resume

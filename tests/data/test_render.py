@@ -77,8 +77,9 @@ def conversation() -> Trajectory:
     ))
 
 
-def codellama_messages(traj: Trajectory, end_targets=()) -> list[dict]:
-    """The messages the paper's template sees, written out independently of render.py."""
+def codellama_messages(traj: Trajectory) -> list[dict]:
+    """The messages the paper's template sees, written out independently of render.py: every
+    assistant content ends with the end marker, except a last message's (the template writes it)."""
     roles = {"system": "System", "user": "User", "assistant": "Assistant", "tool": "Output"}
     out = []
     for i, m in enumerate(traj.messages):
@@ -88,7 +89,7 @@ def codellama_messages(traj: Trajectory, end_targets=()) -> list[dict]:
                 for c in m.calls])
         else:
             content = m.content
-        if i in end_targets:
+        if m.role == "assistant" and i < len(traj.messages) - 1:
             content += "</s>"
         out.append({"role": roles[m.role], "content": content})
     if traj.tools:
@@ -112,16 +113,20 @@ def test_readme_example_tools_render_exactly():
 
 
 def test_readme_example_prompt_renders_exactly():
+    """The README's inference example, but for the end marker after the earlier call (render.py:
+    every assistant turn ends with it, so the prompt is the prefix of the training text)."""
     traj = Trajectory("readme", README_TOOLS, (
         Message("user", "Could you give me some advice about 'love'?"),
         call_turn(ToolCall("search_advice", {"query": "love"})),
         Message("tool", "..."),
     ))
     expected = ("System: " + README_SYSTEM + "\nUser: Could you give me some advice about 'love'?"
-                '\nAssistant: search_advice(query="love")\nOutput: ...\nAssistant:')
+                '\nAssistant: search_advice(query="love")</s>\nOutput: ...\nAssistant:')
     assert render_prompt(traj, 3) == expected
+    assert render_prompt(traj, 1) == "System: " + README_SYSTEM + "\nUser: Could you give me some advice about 'love'?" \
+        "\nAssistant:"  # the single-turn prompt, as the paper's template writes it
     rendered = render_sample(Sample("readme", Trajectory(traj.id, traj.tools, traj.messages[:2]), (1,)))
-    assert rendered.text == expected[: expected.index("\nOutput")] + "</s>"
+    assert rendered.text == expected[: expected.index("\nOutput")]
 
 
 def test_optional_parameters_and_types():
@@ -147,12 +152,18 @@ def test_per_turn_samples_equal_the_papers_jinja_template():
         assert target.end == len(rendered.text)
 
 
-def test_trajectory_layout_ends_every_target_with_the_end_marker():
+def test_every_assistant_turn_ends_with_the_end_marker():
     traj = conversation()
     [sample], _ = apply_mae([traj], layout="trajectory")
     rendered = render_sample(sample)
-    # = the paper's template on messages whose non-last target contents end with </s>
-    assert rendered.text == jinja(codellama_messages(traj, end_targets=(4, 6)))
+    # = the paper's template on messages whose non-last assistant contents end with </s>
+    assert rendered.text == jinja(codellama_messages(traj))
+    # the failed call MAE dropped ends like every other turn: "no marker" never means "failed"
+    assert 'getPaperDetail(title="x")</s>\nOutput: name' in rendered.text
+    for index in traj.assistant_turns():
+        assert rendered.text.startswith(render_prompt(traj, index))
+        assert render_prompt(traj, index) == jinja(codellama_messages(Trajectory("p", traj.tools,
+                                                                                 traj.messages[:index])), True)
     texts = [rendered.text[t.start:t.end] for t in rendered.targets]
     assert texts == ["How many papers?</s>",
                      'Thought: two calls\ngetPapersByKeywords(query="tool learning", venue="ICLR", limit=1)\n'

@@ -8,12 +8,13 @@ from tokenizers import Regex, Tokenizer, models, pre_tokenizers, processors, tra
 from transformers import PreTrainedTokenizerFast
 
 from tests.data.test_render import PAPER_GOLD, PAPER_TOOLS, conversation
-from tl_lightning.data.mae import Sample, apply_mae
+from tl_lightning.data.mae import LAYOUTS, Sample, apply_mae
 from tl_lightning.data.records import Message, Trajectory
-from tl_lightning.data.render import render_sample
+from tl_lightning.data.render import PROMPT_FORMATS, render_prompt, render_sample
 from tl_lightning.data.tokenize import (
     IGNORE_INDEX,
     common_prefix_length,
+    encode_prompt,
     key_char_offsets,
     key_token_weight,
     tokenize_rendered,
@@ -40,10 +41,10 @@ def holding(offsets, char: int) -> int:
 
 
 def chunk_tokenizer(texts: list[str], bos: bool = False) -> PreTrainedTokenizerFast:
-    """A word-level tokenizer over 3-character chunks: its tokens cut through words and span
-    edges wherever the chunk grid falls."""
+    """A word-level tokenizer over 4-character chunks: its tokens cut through words and span
+    edges wherever the chunk grid falls (the grid restarts after each special token)."""
     tok = Tokenizer(models.WordLevel(unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]{1,3}"), behavior="isolated")
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]{1,4}"), behavior="isolated")
     special = ["[UNK]", "</s>"] + (["<s>"] if bos else [])
     tok.train_from_iterator(texts, trainers.WordLevelTrainer(special_tokens=special))
     if bos:
@@ -215,3 +216,65 @@ def test_both_layouts_supervise_the_same_tokens_with_the_same_weights(smollm2_to
     per_turn, trajectory = supervised_turns("per_turn"), supervised_turns("trajectory")
     assert [t[0] for t in per_turn] == [4, 6, 9]
     assert per_turn == trajectory
+
+
+# ------------------------------------------------------------- generation prompt = training prefix
+
+
+def prompt_prefix_violations(traj: Trajectory, prompt_format: str, tokenizer) -> list[str]:
+    """Every (sample, assistant turn) where the generation prompt's token ids are not a prefix of
+    the token ids of a training sample holding that turn. The samples: both MAE layouts (what
+    the DataModule trains on, dropped turns as context) and the whole trajectory without targets
+    (so every assistant turn is checked, also those after the last kept one)."""
+    turns = traj.assistant_turns()
+    if not turns:
+        return []
+    prompts = {i: encode_prompt(render_prompt(traj, i, prompt_format, tokenizer), tokenizer) for i in turns}
+    samples = [s for layout in LAYOUTS for s in apply_mae([traj], layout=layout)[0]]
+    samples.append(Sample(f"{traj.id}/context", traj, ()))
+    violations = []
+    for sample in samples:
+        ids = tokenize_rendered(render_sample(sample, prompt_format, tokenizer), tokenizer).input_ids
+        for i in turns:
+            if i < len(sample.trajectory.messages) and ids[:len(prompts[i])] != prompts[i]:
+                violations.append(f"{sample.id} turn {i}")
+    return violations
+
+
+# The long multi-turn sources: every turn's prompt and per-turn sample is a separate tokenization
+# of a long prefix (SGD: 10k turns, tau-bench: 2.4k turns of ~4k tokens); minutes on 2 cores.
+LONG_SOURCES = ("SGD/train", "tau-bench/historical_trajectories/gpt-4o-airline.json",
+                "API-Bank/lv1-lv2-samples/level-1-given-desc")
+
+
+def shared_sources() -> list:
+    """Every trajectory source of ../shared/data (tests/data/test_sources.py's list and SGD), the
+    long ones marked slow."""
+    from tests.data.test_sources import SOURCES
+
+    rels = [rel for rel, _, _ in SOURCES] + ["SGD/train"]
+    return [pytest.param(rel, marks=pytest.mark.slow) if rel in LONG_SOURCES else rel for rel in rels]
+
+
+@pytest.fixture(scope="module")
+def synthetic_world() -> list[Trajectory]:
+    from tl_lightning.data import synthetic
+
+    return synthetic.generate_trajectories(64, seed=0) + synthetic.generate_prompts(64, seed=0)
+
+
+@pytest.mark.parametrize("prompt_format", PROMPT_FORMATS)
+def test_generation_prompt_is_a_prefix_of_the_training_sample_synthetic(synthetic_world, smollm2_tokenizer,
+                                                                       prompt_format):
+    violations = [v for t in synthetic_world for v in prompt_prefix_violations(t, prompt_format, smollm2_tokenizer)]
+    assert not violations, f"{len(violations)} prompts are no prefix: {violations[:5]}"
+
+
+@pytest.mark.parametrize("prompt_format", PROMPT_FORMATS)
+@pytest.mark.parametrize("rel", shared_sources())
+def test_generation_prompt_is_a_prefix_of_the_training_sample(shared_data, smollm2_tokenizer, rel, prompt_format):
+    from tl_lightning.data.sources import read_trajectories
+
+    trajs = read_trajectories(str(shared_data / rel))
+    violations = [v for t in trajs for v in prompt_prefix_violations(t, prompt_format, smollm2_tokenizer)]
+    assert not violations, f"{len(violations)} prompts are no prefix: {violations[:5]}"

@@ -33,6 +33,7 @@ Batches (the contract the modules consume):
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 from functools import partial
@@ -46,9 +47,9 @@ from torch.utils.data import BatchSampler, DataLoader, Sampler
 from tl_lightning.data import synthetic
 from tl_lightning.data.mae import LAYOUTS, ErrorDetector, Sample, apply_mae
 from tl_lightning.data.records import DataError, ToolCall, ToolSpec, Trajectory
-from tl_lightning.data.render import PROMPT_FORMATS, render_prompt, render_sample
+from tl_lightning.data.render import PROMPT_FORMATS, choose_prompt_format, render_prompt, render_sample
 from tl_lightning.data.sources import read_trajectories_with_report
-from tl_lightning.data.tokenize import TokenizedSample, encode_prompt, tokenize_rendered
+from tl_lightning.data.tokenize import IGNORE_INDEX, TokenizedSample, encode_prompt, tokenize_rendered
 
 STAGES = ("sft", "rl", "eval")
 OVERLENGTH = ("drop", "raise")
@@ -96,12 +97,15 @@ def _reject_overlength(what: str, sample_id: str, length: int, max_length: int, 
 
 
 def tokenize_samples(samples: Iterable[Sample], tokenizer: Any, *, prompt_format: str, w_max: float,
-                     max_length: int, on_overlength: str) -> tuple[list[TokenizedSample], list[str]]:
-    """Render and tokenize SFT samples; return those that fit ``max_length`` and the ids of
-    those that did not (dropped whole: cutting would lose supervised tokens)."""
+                     max_length: int, on_overlength: str,
+                     exclude_value_end: bool = False) -> tuple[list[TokenizedSample], list[str]]:
+    """Render and tokenize SFT samples (PKT weights: ``tokenize_rendered``); return those that fit
+    ``max_length`` and the ids of those that did not (dropped whole: cutting would lose
+    supervised tokens)."""
     kept, dropped = [], []
     for s in samples:
-        tok = tokenize_rendered(render_sample(s, prompt_format, tokenizer), tokenizer, w_max=w_max)
+        tok = tokenize_rendered(render_sample(s, prompt_format, tokenizer), tokenizer, w_max=w_max,
+                                exclude_value_end=exclude_value_end)
         if len(tok.input_ids) > max_length:
             _reject_overlength("sample", s.id, len(tok.input_ids), max_length, on_overlength)
             dropped.append(s.id)
@@ -113,13 +117,37 @@ def tokenize_samples(samples: Iterable[Sample], tokenizer: Any, *, prompt_format
 @dataclass(frozen=True)
 class PromptSample:
     """A prompt for generation: the conversation before an assistant call turn, the call sets
-    accepted there, the tools offered, and (eval prompts of BFCL) BFCL's acceptable-value lists."""
+    accepted there, the tools offered, the length in tokens of the gold answer as trained
+    (``answer_length``: what generation must produce, end marker included), and (eval prompts of
+    BFCL) BFCL's acceptable-value lists."""
 
     id: str
     input_ids: list[int]
     gold: tuple[tuple[ToolCall, ...], ...]
     tools: tuple[ToolSpec, ...]
+    answer_length: int
     bfcl_ground_truth: Any = None
+
+
+def answer_length(traj: Trajectory, turn: int, tokenizer: Any, prompt_format: str) -> int:
+    """Tokens of the assistant turn ``traj.messages[turn]`` as SFT supervises it (its content and
+    end marker, in a sample that ends with it): what a generation budget must hold for it."""
+    prefix = Trajectory(traj.id, traj.tools, traj.messages[:turn + 1], traj.meta)
+    labels = tokenize_rendered(render_sample(Sample(traj.id, prefix, (turn,)), prompt_format, tokenizer),
+                               tokenizer).labels
+    return sum(label != IGNORE_INDEX for label in labels)
+
+
+def truncated_answers_warning(lengths: Sequence[int], max_new_tokens: int, tolerance: float = 0.01) -> str | None:
+    """A warning when more than ``tolerance`` of the gold answers (``answer_length`` each) are longer
+    than ``max_new_tokens`` (a perfect policy would be cut off on them), else None."""
+    over = sum(n > max_new_tokens for n in lengths)
+    if not lengths or over <= tolerance * len(lengths):
+        return None
+    p99 = sorted(lengths)[math.ceil(0.99 * len(lengths)) - 1]
+    return (f"{over} of {len(lengths)} gold answers ({100 * over / len(lengths):.1f}%) are longer than "
+            f"max_new_tokens={max_new_tokens} (99th percentile: {p99} tokens): generation cuts them off; "
+            f"raise max_new_tokens to at least {p99}")
 
 
 # Source formats whose benchmark scores the FIRST assistant turn (ToolAlpaca: its first gold step);
@@ -151,6 +179,7 @@ def make_eval_prompts(trajs: Iterable[Trajectory], tokenizer: Any, *, prompt_for
                             "max_length (eval never drops an item: the benchmark's denominator must stay)",
                             source=traj.meta.get("source"), record_id=traj.id, field="max_length")
         prompts.append(PromptSample(traj.id, ids, traj.messages[turn].acceptable(), traj.tools,
+                                    answer_length(traj, turn, tokenizer, prompt_format),
                                     traj.meta.get("bfcl_ground_truth")))
     return prompts
 
@@ -172,7 +201,8 @@ def make_prompts(samples: Iterable[Sample], tokenizer: Any, *, prompt_format: st
                 _reject_overlength("prompt", pid, len(ids), max_length, on_overlength)
                 dropped.append(pid)
             else:
-                kept.append(PromptSample(pid, ids, traj.messages[t].acceptable(), traj.tools))
+                kept.append(PromptSample(pid, ids, traj.messages[t].acceptable(), traj.tools,
+                                         answer_length(traj, t, tokenizer, prompt_format)))
     return kept, dropped
 
 
@@ -390,11 +420,16 @@ class ToolUseDataModule(LightningDataModule):
         format: the source format, or ``"auto"``; ``on_error``: ``"raise"`` or ``"skip"``
             malformed records (counted in ``report``).
         tokenizer: a name or path for ``modeling.load_tokenizer``, replaced by ``connect()``.
-        prompt_format: ``"codellama"`` (the paper's) or ``"chat_template"``.
+        prompt_format: ``"codellama"`` (the paper's) or ``"chat_template"``; None = the format
+            the model was trained with (handed over by ``connect``, or recorded in the folder
+            ``tokenizer`` names), else codellama. Naming another format than the model's record
+            warns. The format used is ``hparams.prompt_format`` after ``setup`` (so checkpoints and
+            exports record it).
         mae, mae_layout, error_patterns, error_regexes: MAE (``mae=False`` = standard SFT);
             None = the authors' patterns. Not applied in ``eval``: one prompt per trajectory at
             the benchmark's scored turn (``gold_turn_index``, from ``meta["format"]``).
-        w_max: PKT's weight cap (1 = plain cross-entropy).
+        w_max: PKT's weight cap (1 = plain cross-entropy); exclude_value_end: leave the last
+            token of each argument value out of |NK| (the authors' option, ``tokenize_rendered``).
         max_length: longest sample / packed row / prompt in tokens; ``on_overlength``: ``"drop"``
             (counted) or ``"raise"`` (``eval`` always raises: see ``make_eval_prompts``).
         batch_size, packing (``sft`` only), bucket_batches (batches per length-sorted mega-batch),
@@ -406,12 +441,13 @@ class ToolUseDataModule(LightningDataModule):
         data_path: str | list[str] | None = None,
         format: str = "auto",
         tokenizer: str = "smollm2-135m-instruct",
-        prompt_format: str = "codellama",
+        prompt_format: str | None = None,
         mae: bool = True,
         mae_layout: str = "trajectory",
         error_patterns: list[str] | None = None,
         error_regexes: list[str] | None = None,
         w_max: float = 9.0,
+        exclude_value_end: bool = False,
         max_length: int = 2048,
         on_overlength: str = "drop",
         batch_size: int = 4,
@@ -431,15 +467,15 @@ class ToolUseDataModule(LightningDataModule):
             raise ValueError(f"on_overlength must be one of {OVERLENGTH}, got {on_overlength!r}")
         if packing and stage != "sft":
             raise ValueError("packing applies to stage='sft' only (prompts are generated from, not packed)")
-        if prompt_format not in PROMPT_FORMATS:
-            raise ValueError(f"prompt_format must be one of {PROMPT_FORMATS}, got {prompt_format!r}")
+        if prompt_format is not None and prompt_format not in PROMPT_FORMATS:
+            raise ValueError(f"prompt_format must be one of {PROMPT_FORMATS} or None, got {prompt_format!r}")
         if mae_layout not in LAYOUTS:
             raise ValueError(f"mae_layout must be one of {LAYOUTS}, got {mae_layout!r}")
         if batch_size < 1 or max_length < 1:
             raise ValueError(f"batch_size and max_length must be >= 1, got {batch_size}, {max_length}")
         self.data_path, self.format, self.on_error = data_path, format, on_error
-        self.tokenizer_name, self.tokenizer = tokenizer, None
-        self.prompt_format, self.w_max = prompt_format, w_max
+        self.tokenizer_name, self.tokenizer, self.model_prompt_format = tokenizer, None, None
+        self.prompt_format, self.w_max, self.exclude_value_end = prompt_format, w_max, exclude_value_end
         self.mae, self.mae_layout = mae, mae_layout
         self.error_patterns, self.error_regexes = error_patterns, error_regexes
         self.max_length, self.on_overlength = max_length, on_overlength
@@ -451,11 +487,12 @@ class ToolUseDataModule(LightningDataModule):
         self.val_items: list[Any] = []
         self._prepared = False
 
-    def connect(self, tokenizer: Any) -> None:
-        """Use the LightningModule's tokenizer (call before ``setup``; a different tokenizer
-        than the one already used prepares the data again)."""
-        if tokenizer is not self.tokenizer:
-            self.tokenizer = tokenizer
+    def connect(self, tokenizer: Any, prompt_format: str | None = None) -> None:
+        """Use the LightningModule's tokenizer and the prompt format its model was trained with
+        (``recorded_prompt_format``; None: not known). Call before ``setup``; a change prepares
+        the data again."""
+        if tokenizer is not self.tokenizer or prompt_format != self.model_prompt_format:
+            self.tokenizer, self.model_prompt_format = tokenizer, prompt_format
             self._prepared = False
 
     def _read(self) -> tuple[list[Trajectory], list[dict[str, Any]]]:
@@ -471,17 +508,19 @@ class ToolUseDataModule(LightningDataModule):
         """MAE, then SFT rows (packed when asked) or prompts; with the MAE report and dropped ids.
         The eval stage skips MAE and drops nothing (``make_eval_prompts``)."""
         if self.stage == "eval":
-            return make_eval_prompts(trajs, self.tokenizer, prompt_format=self.prompt_format,
+            return make_eval_prompts(trajs, self.tokenizer, prompt_format=self.hparams.prompt_format,
                                      max_length=self.max_length), {}, []
         detector = None
         if self.error_patterns is not None or self.error_regexes is not None:
             detector = ErrorDetector(patterns=tuple(self.error_patterns or ()), regexes=tuple(self.error_regexes or ()))
         samples, mae_report = apply_mae(trajs, detector=detector, layout=self.mae_layout, enabled=self.mae)
-        common = dict(prompt_format=self.prompt_format, max_length=self.max_length, on_overlength=self.on_overlength)
+        common = dict(prompt_format=self.hparams.prompt_format, max_length=self.max_length,
+                      on_overlength=self.on_overlength)
         if self.stage != "sft":
             prompts, dropped = make_prompts(samples, self.tokenizer, **common)
             return prompts, mae_report.to_dict(), dropped
-        tokenized, dropped = tokenize_samples(samples, self.tokenizer, w_max=self.w_max, **common)
+        tokenized, dropped = tokenize_samples(samples, self.tokenizer, w_max=self.w_max,
+                                              exclude_value_end=self.exclude_value_end, **common)
         if self.packing:
             rows = pack_rows([len(t.input_ids) for t in tokenized], self.max_length)
             return [tuple(tokenized[i] for i in r) for r in rows], mae_report.to_dict(), dropped
@@ -491,9 +530,13 @@ class ToolUseDataModule(LightningDataModule):
         if self._prepared:  # Lightning calls setup once per trainer entry point
             return
         if self.tokenizer is None:
+            from tl_lightning.export import saved_prompt_format
             from tl_lightning.modeling import load_tokenizer
 
             self.tokenizer = load_tokenizer(self.tokenizer_name)
+            self.model_prompt_format = saved_prompt_format(self.tokenizer_name)
+        # in the hyper-parameters, so checkpoints (and HFExport) record the format used
+        self.hparams["prompt_format"] = choose_prompt_format(self.prompt_format, self.model_prompt_format)
         trajs, read_reports = self._read()
         if self.stage == "eval":  # evaluate on everything
             train, val = [], trajs

@@ -22,12 +22,17 @@ Two prompt formats (``PROMPT_FORMATS``):
   eos text instead (``</s>`` for Llama tokenizers, ``<|im_end|>`` for SmolLM2), so the model learns
   to emit its real eos token and generation stops there. Without a tokenizer: ``</s>``.
 
-  Stop after a call: in the paper's (``per_turn``) layout every target is the last message, so its
-  supervised span is content + end marker. In the ``trajectory`` layout a target may be followed by
-  its tool output, where the template only writes ``\\n``; we then write the end marker before that
-  ``\\n`` and supervise it too, so both layouts teach the same thing: end every assistant turn with
-  eos (``\\n`` cannot be the stop signal: parallel calls are one per line). Such a text equals the
-  paper's template applied to messages whose target contents end with the end marker.
+  Every assistant turn ends with the end marker, in training texts and in generation prompts
+  alike, whether it is a target, a turn MAE dropped, or context: so a generation prompt is the
+  exact prefix of every training text holding that turn, and "no end marker" never marks a turn
+  as different (a failed call, say). The paper's template writes the marker after the last message
+  only; in its (``per_turn``) layout every target is the last message, so its supervised span is
+  content + end marker, as here. Earlier assistant turns are where we differ: the template writes
+  only ``\n`` after them (the authors' README example prompt has ``...search_advice(...)\nOutput:``),
+  we write the end marker before that ``\n``, so that both layouts teach the same thing, end every
+  assistant turn with eos (``\n`` cannot be the stop signal: parallel calls are one per line). Our
+  text equals the paper's template applied to messages whose assistant contents end with the end
+  marker (except a last assistant message, where the template writes it).
 
 ``chat_template`` — the tokenizer's own template with ``tools=`` (the HF convention): tools as
 OpenAI function specs, assistant calls as OpenAI ``tool_calls`` (arguments as a dict, as HF
@@ -51,6 +56,7 @@ only matters for ``exclude_value_end``); a name we cannot find is an error.
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -59,6 +65,8 @@ from tl_lightning.data.mae import Sample
 from tl_lightning.data.records import Message, ToolCall, ToolSpec, Trajectory
 
 PROMPT_FORMATS = ("codellama", "chat_template")
+DEFAULT_PROMPT_FORMAT = "codellama"
+"""The format used when neither a config nor the model's record (``export.FORMAT_RECORD``) names one."""
 
 CODELLAMA_TEMPLATE = (
     "{% for message in messages %}{{message['role'] + ': ' + message['content']}}{% if loop.last %}"
@@ -202,42 +210,43 @@ def _end_marker(tokenizer) -> str:
     return eos if isinstance(eos, str) and eos else PAPER_END_MARKER
 
 
-def _render_codellama_sample(sample: Sample, tokenizer) -> Rendered:
-    traj = sample.trajectory
-    end_marker = _end_marker(tokenizer)
-    targets = set(sample.targets)
-    system, consumed = _system_text(format_tools_codellama(traj.tools), traj.messages, "")
+def _codellama_text(traj: Trajectory, upto: int, end_marker: str,
+                    generation_prompt: bool) -> tuple[str, dict[int, int]]:
+    """The paper's template over ``traj.messages[:upto]`` (the tools in the system message), every
+    assistant message ending with ``end_marker``; then the generation prompt, or (a training text)
+    the template's end marker after a last message that is not an assistant's. Also returns where
+    each message's content starts in the text."""
+    system, consumed = _system_text(format_tools_codellama(traj.tools), traj.messages[:upto], "")
     entries: list[tuple[int | None, str, str]] = []  # (message index, role, content)
     if system is not None:
         entries.append((0 if consumed else None, "System", system))
-    for i in range(consumed, len(traj.messages)):
+    for i in range(consumed, upto):
         m = traj.messages[i]
-        content = _assistant_body(m, "python")[0] if m.role == "assistant" else m.content
+        content = _assistant_body(m, "python")[0] + end_marker if m.role == "assistant" else m.content
         entries.append((i, CODELLAMA_ROLES[m.role], content))
-    text, spans = "", []
-    for k, (index, role, content) in enumerate(entries):
-        last = k == len(entries) - 1
-        if k:
-            text += "\n"
-        text += role + ": "
-        start = len(text)
+    text, starts = "", {}
+    for index, role, content in entries:
+        text += ("\n" if text else "") + role + ": "
+        if index is not None:
+            starts[index] = len(text)
         text += content
-        if index in targets and traj.messages[index].role == "assistant":
-            text += end_marker
-            calls = tuple(p.at(start) for p in _assistant_body(traj.messages[index], "python")[1])
-            spans.append(TargetSpan(index, start, len(text), calls))
-        elif last:
-            text += end_marker
+    if entries and generation_prompt:
+        text += CODELLAMA_GENERATION_PROMPT
+    elif entries and entries[-1][1] != CODELLAMA_ROLES["assistant"]:
+        text += end_marker
+    return text, starts
+
+
+def _render_codellama_sample(sample: Sample, tokenizer) -> Rendered:
+    traj = sample.trajectory
+    end_marker = _end_marker(tokenizer)
+    text, starts = _codellama_text(traj, len(traj.messages), end_marker, generation_prompt=False)
+    spans = []
+    for index in sorted(sample.targets):
+        body, placed = _assistant_body(traj.messages[index], "python")
+        start = starts[index]
+        spans.append(TargetSpan(index, start, start + len(body) + len(end_marker), tuple(p.at(start) for p in placed)))
     return Rendered(text, tuple(spans), tuple(traj.tool_names))
-
-
-def _codellama_prompt(traj: Trajectory, upto: int) -> str:
-    system, consumed = _system_text(format_tools_codellama(traj.tools), traj.messages[:upto], "")
-    parts = ["System: " + system] if system is not None else []
-    for m in traj.messages[consumed:upto]:
-        content = _assistant_body(m, "python")[0] if m.role == "assistant" else m.content
-        parts.append(CODELLAMA_ROLES[m.role] + ": " + content)
-    return "\n".join(parts) + CODELLAMA_GENERATION_PROMPT if parts else ""
 
 
 # ----------------------------------------------------------------------------------- chat template
@@ -378,6 +387,30 @@ def _check_format(prompt_format: str) -> None:
         raise ValueError(f"unknown prompt format {prompt_format!r} (expected one of {PROMPT_FORMATS})")
 
 
+def choose_prompt_format(asked: str | None, recorded: str | None) -> str:
+    """The prompt format to render in: ``asked`` (a config or flag) when given, else ``recorded``
+    (what the model was trained with, from its exported folder or checkpoint), else
+    ``DEFAULT_PROMPT_FORMAT``. Warns when ``asked`` is not ``recorded``: the model is then
+    prompted in a format it was not trained on."""
+    for name in (asked, recorded):
+        if name is not None:
+            _check_format(name)
+    if asked is not None and recorded is not None and asked != recorded:
+        warnings.warn(f"prompt_format={asked!r} was asked for, but the model was trained with {recorded!r} "
+                      f"(recorded with it); rendering {asked!r}", stacklevel=2)
+    return asked or recorded or DEFAULT_PROMPT_FORMAT
+
+
+def call_syntax(prompt_format: str, tokenizer=None) -> str:
+    """How assistant calls are written in ``prompt_format``: ``"python"`` (``name(k=v)``, the
+    paper's), ``"tool_call"`` (``<tool_call>`` JSON blocks we write into the content) or
+    ``"template"`` (the chat template writes the ``tool_calls`` itself)."""
+    _check_format(prompt_format)
+    if prompt_format == "codellama":
+        return "python"
+    return "template" if template_support(tokenizer).tool_calls else "tool_call"
+
+
 def render_sample(sample: Sample, prompt_format: str = "codellama", tokenizer=None) -> Rendered:
     """``sample``'s text and the spans of its target turns (in message order).
 
@@ -398,12 +431,13 @@ def render_sample(sample: Sample, prompt_format: str = "codellama", tokenizer=No
 
 def render_prompt(traj: Trajectory, upto: int, prompt_format: str = "codellama", tokenizer=None) -> str:
     """The text of ``traj.messages[:upto]`` followed by the generation prompt for the assistant
-    turn at ``upto`` (what the model sees before generating that turn)."""
+    turn at ``upto`` (what the model sees before generating that turn): the training text of any
+    sample holding that turn starts with it (``tokenizer`` as for ``render_sample``)."""
     _check_format(prompt_format)
     if not 0 <= upto <= len(traj.messages):
         raise ValueError(f"upto={upto} is outside the {len(traj.messages)} messages of {traj.id!r}")
     if prompt_format == "codellama":
-        return _codellama_prompt(traj, upto)
+        return _codellama_text(traj, upto, _end_marker(tokenizer), generation_prompt=True)[0]
     if tokenizer is None:
         raise ValueError("prompt_format='chat_template' needs a tokenizer")
     support = template_support(tokenizer)
