@@ -387,8 +387,8 @@ class ToolUseDataModule(LightningDataModule):
         data_path: a file or folder (or a list of them) any ``sources`` reader takes, or a
             built-in world string (``synthetic:heldout_domains``, ``synthetic-sft:train?n=400``,
             ``synthetic:classic``; see ``world.spec``); None = the procedural world
-            (``synthetic_size`` records): its ``train`` split (trajectories for ``sft``, prompts
-            for ``rl``), its ``heldout_domains`` prompts for ``eval``.
+            (``synthetic_size`` records): its ``train`` trajectories for ``sft`` and ``rl`` (there
+            every correct call turn is a prompt), its ``heldout_domains`` prompts for ``eval``.
         format: the source format, or ``"auto"``; ``on_error``: ``"raise"`` or ``"skip"``
             malformed records (counted in ``report``).
         tokenizer: a name or path for ``modeling.load_tokenizer``, replaced by ``connect()``.
@@ -463,10 +463,9 @@ class ToolUseDataModule(LightningDataModule):
     def _read(self) -> tuple[list[Trajectory], list[dict[str, Any]]]:
         """The trajectories and the read reports (none for the built-in world)."""
         if self.data_path is None:
-            if self.stage == "sft":
-                return world.generate_trajectories(self.synthetic_size, seed=self.seed), []
-            split = "heldout_domains" if self.stage == "eval" else "train"
-            return world.generate_prompts(self.synthetic_size, seed=self.seed, split=split), []
+            if self.stage == "eval":
+                return world.generate_prompts(self.synthetic_size, seed=self.seed, split="heldout_domains"), []
+            return world.generate_trajectories(self.synthetic_size, seed=self.seed), []
         paths = [self.data_path] if isinstance(self.data_path, (str, Path)) else list(self.data_path)
         return read_sources([str(p) for p in paths], format=self.format, on_error=self.on_error)
 

@@ -173,14 +173,16 @@ def test_queries_state_the_values_the_gold_call_copies():
 # ---------------------------------------------------------------- lengths (stated in the package docstring)
 
 LENGTH_BOUNDS = {("chat_template", "prompt"): 720, ("chat_template", "trajectory"): 1024,
-                 ("codellama", "prompt"): 420, ("codellama", "trajectory"): 640}
+                 ("codellama", "prompt"): 420, ("codellama", "trajectory"): 768}
 
 
 @pytest.mark.slow
 def test_sample_lengths_stay_within_the_stated_bounds(smollm2_tokenizer):
     """One gold call turn with its context (a prompt + its call, what RL and eval score) and a whole
     SFT trajectory, rendered in both prompt formats and tokenized with SmolLM2's tokenizer."""
-    data = {"prompt": generate_prompts(200, seed=0), "trajectory": generate_trajectories(200, seed=0)}
+    splits = ("train", "heldout_domains")
+    data = {"prompt": [p for split in splits for p in generate_prompts(150, seed=0, split=split)],
+            "trajectory": [t for split in splits for t in generate_trajectories(150, seed=0, split=split)]}
     for (fmt, what), bound in LENGTH_BOUNDS.items():
         samples, _ = apply_mae(data[what])
         lengths = sorted(len(tokenize_rendered(render_sample(s, fmt, smollm2_tokenizer), smollm2_tokenizer).input_ids)

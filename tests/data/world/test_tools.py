@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from tl_lightning.data.world import World
-from tl_lightning.data.world.tools import build_domains, heldout_domain_names, tool_name, ACTIONS
+from tl_lightning.data.world.tools import ACTIONS, build_domains, heldout_domain_names, tool_name
 from tl_lightning.data.world.vocabulary import RESOURCES, STYLES, styled
 
 
@@ -60,8 +60,8 @@ def test_every_parameter_type_and_optional_defaults_occur():
 
 def test_camel_and_pascal_domains_name_parameters_in_camel_case():
     for d in World(0).domains:
-        id_name = d.tool("get").params["id"]
-        assert id_name == (f"{d.resource.singular}Id" if d.style in ("camel", "pascal") else f"{d.resource.singular}_id")
+        noun = d.resource.singular
+        assert d.tool("get").params["id"] == (f"{noun}Id" if d.style in ("camel", "pascal") else f"{noun}_id")
 
 
 def test_siblings_share_name_prefixes():

@@ -2,7 +2,7 @@
 
 52 domains, each a resource (invoices, parcels, recipes, playlists, tickets, sensors, ...) with
 6-8 tools drawn from ten actions (get, get status, get history, list, list by owner, search,
-create, update, cancel, count): 370 tools for world seed 0. Each domain names its tools in one
+create, update, cancel, count): 369 tools for world seed 0. Each domain names its tools in one
 style, dealt evenly: ``get_invoice_status``, ``getInvoiceStatus``, ``GetInvoiceStatus``,
 ``billing.invoices.get_status`` (parameters in snake_case or camelCase to match). Siblings share
 name prefixes (``get_invoice`` / ``get_invoice_status`` / ``get_invoice_history``) and a prompt
@@ -19,10 +19,13 @@ steps, outputs, answer), ``generate`` (trajectories with failed calls, prompts),
 
 Splits, all fixed by the world seed:
 
-- ``train``: 39 training domains, four of the five templates of each group;
-- ``heldout_templates``: the training domains, asked only with the fifth template of each group;
-- ``heldout_domains``: 13 domains (a quarter of each naming style) whose tools never appear in
-  training data, not even as distractors.
+- ``train``: the 40 training domains (284 tools), 48 query templates (four of the five of each
+  of the 12 groups: ten actions, two-step, parallel);
+- ``heldout_templates``: the training domains, asked only with the other 12 templates;
+- ``heldout_domains``: 12 domains (85 tools, three of each naming style) whose tools never appear
+  in training data, not even as distractors; asked with the training templates.
+
+Tasks: 60% single calls, 20% two parallel calls, 20% two steps (search, then act on the id found).
 
 Public API::
 
@@ -35,7 +38,21 @@ Records are ``Trajectory`` with ``meta`` {source: "synthetic", format: "syntheti
 task_kind, task_id, templates, injected_errors}. The original five-domain world stays in
 ``tl_lightning.data.synthetic`` (source string ``synthetic:classic``).
 
-TOKEN_LENGTHS
+Lengths in SmolLM2 tokens (``tests/data/world/test_generate.py`` asserts the bounds; numbers from
+500 records of seed 0 rendered with ``data.render`` and tokenized with ``data.tokenize``;
+p10 / p50 / p90 / max, ``train`` split; ``heldout_domains`` is within 10 tokens of it but for the
+longest trajectories, up to 918 and 700):
+
+==========================  =======================  =====================
+sample                      ``chat_template``        ``codellama``
+==========================  =======================  =====================
+single-call prompt + call   305 / 374 / 450 / 528    173 / 212 / 263 / 332
+any prompt + its gold call  311 / 392 / 490 / 593    176 / 225 / 287 / 368
+SFT trajectory (MAE kept)   405 / 500 / 624 / 767    246 / 317 / 412 / 525
+==========================  =======================  =====================
+
+Most of a prompt is its tool list (about 75 tokens per tool as JSON, 45 for the chat template's
+tool instruction); a trajectory adds outputs, the injected failures and the final answer.
 """
 
 from tl_lightning.data.world.executor import ERROR_KINDS, Result, World

@@ -155,38 +155,38 @@ def _history(r: Resource, rid: str, seed: int, limit: int) -> list[dict[str, str
 
 def respond(tool: Tool, args: dict[str, Any], seed: int) -> Any:
     """The output of a valid call of ``tool`` (a JSON-able value)."""
-    r, role = tool.resource, {role: args.get(name) for role, name in tool.params.items()}
+    r, arg = tool.resource, {role: args.get(name) for role, name in tool.params.items()}  # by role
     id_key = tool.id_key
     if tool.action in ("get", "get_status", "get_history", "update", "cancel"):
-        rid = role["id"]
+        rid = arg["id"]
         f = facts(r, rid, seed)
         if tool.action == "get":
             out = {id_key: rid, **f}
-            if role.get("include_history"):
+            if arg.get("include_history"):
                 out["history"] = _history(r, rid, seed, 10)
             return out
         if tool.action == "get_status":
             return {id_key: rid, "status": f["status"]}
         if tool.action == "get_history":
-            return {id_key: rid, "history": _history(r, rid, seed, role.get("history_limit") or 10)}
+            return {id_key: rid, "history": _history(r, rid, seed, arg.get("history_limit") or 10)}
         if tool.action == "update":
-            return {id_key: rid, "updated": True, **role["changes"]}
-        return {id_key: rid, "status": "cancelled", "notified": bool(role.get("notify"))}
+            return {id_key: rid, "updated": True, **arg["changes"]}
+        return {id_key: rid, "status": "cancelled", "notified": bool(arg.get("notify"))}
     if tool.action == "search":
-        rng = _rng(seed, r.namespace, "search", role["query"])
-        found = _ids(r, rng, min(rng.randint(1, 3), role.get("search_limit") or 5))
+        rng = _rng(seed, r.namespace, "search", arg["query"])
+        found = _ids(r, rng, min(rng.randint(1, 3), arg.get("search_limit") or 5))
         return [{id_key: i, "title": facts(r, i, seed)["title"]} for i in found]
     if tool.action in ("list", "list_by_owner"):
-        key = role.get("status") or role.get("status_filter")
-        rng = _rng(seed, r.namespace, tool.action, role.get("owner"), key)
+        key = arg.get("status") or arg.get("status_filter")
+        rng = _rng(seed, r.namespace, tool.action, arg.get("owner"), key)
         found = [i for i in _ids(r, rng, 12) if key is None or facts(r, i, seed)["status"] == key]
-        return [{id_key: i, "status": facts(r, i, seed)["status"]} for i in found[:min(3, role.get("limit") or 10)]]
+        return [{id_key: i, "status": facts(r, i, seed)["status"]} for i in found[:min(3, arg.get("limit") or 10)]]
     if tool.action == "create":
-        rng = _rng(seed, r.namespace, "create", role["title"], role["owner"])
-        return {id_key: _ids(r, rng, 1)[0], "title": role["title"], "status": r.statuses[0], "created": True}
+        rng = _rng(seed, r.namespace, "create", arg["title"], arg["owner"])
+        return {id_key: _ids(r, rng, 1)[0], "title": arg["title"], "status": r.statuses[0], "created": True}
     if tool.action == "count":
-        rng = _rng(seed, r.namespace, "count", role["status"], role.get("since"))
-        return {"status": role["status"], "count": rng.randint(0, 60)}
+        rng = _rng(seed, r.namespace, "count", arg["status"], arg.get("since"))
+        return {"status": arg["status"], "count": rng.randint(0, 60)}
     raise ValueError(f"unknown action {tool.action!r}")
 
 

@@ -118,7 +118,8 @@ def wrong_call(call: ToolCall, tool: Tool, kind: str, offered: set[str], rng: ra
         extra = rng.choice(sorted(k for k in HALLUCINATED_ARGUMENTS if k not in spec.properties))
         return ToolCall(call.name, {**call.arguments, extra: HALLUCINATED_ARGUMENTS[extra]})
     if kind == "bad_value":
-        bad = {k: b for k, v in call.arguments.items() if (b := _bad_value(v, spec.properties[k], k == tool.id_key)) is not None}
+        bad = {k: _bad_value(v, spec.properties[k], k == tool.id_key) for k, v in call.arguments.items()}
+        bad = {k: v for k, v in bad.items() if v is not None}
         if bad:
             key = rng.choice(sorted(bad))
             return ToolCall(call.name, {**call.arguments, key: bad[key]})
@@ -149,17 +150,18 @@ def _meta(task: Task, **extra: Any) -> dict[str, Any]:
 
 
 def task_trajectory(world: World, task: Task, rng: random.Random, error_rate: float) -> Trajectory:
-    """user -> [wrong call -> error ->] call(s) -> output(s) [-> second step] -> final answer."""
+    """user -> [wrong call -> error ->] call(s) -> output(s) [-> second step] -> final answer; the
+    correct call turns carry their ``alternatives``, so each is also a gold turn for RL prompts."""
     messages = [Message("user", task.query)]
     injected = []
-    for calls, outputs in zip(task.steps, task.outputs):
+    for calls, alternatives, outputs in zip(task.steps, task.alternatives, task.outputs):
         if len(calls) == 1 and rng.random() < error_rate:
             attempt = _failed_attempt(world, task, calls[0], rng)
             if attempt is not None:
                 wrong, result = attempt
                 messages += [Message("assistant", calls=(wrong,)), Message("tool", result.output, name=wrong.name)]
                 injected.append(result.error_kind)
-        messages.append(Message("assistant", calls=calls))
+        messages.append(Message("assistant", calls=calls, alternatives=alternatives))
         messages += [Message("tool", out, name=c.name) for c, out in zip(calls, outputs)]
     messages.append(Message("assistant", task.answer))
     return validate_trajectory(Trajectory(id=task.id, tools=task.tools, messages=tuple(messages),
@@ -170,12 +172,12 @@ def task_prompts(task: Task) -> list[Trajectory]:
     """One prompt per call step: the conversation before it (for step 2, the first call and its
     output), then the gold turn with its ``alternatives``."""
     out, history = [], [Message("user", task.query)]
-    for k, (calls, outputs) in enumerate(zip(task.steps, task.outputs)):
-        gold = Message("assistant", calls=calls, alternatives=task.alternatives[k])
+    for k, (calls, alternatives, outputs) in enumerate(zip(task.steps, task.alternatives, task.outputs)):
+        gold = Message("assistant", calls=calls, alternatives=alternatives)
         out.append(validate_trajectory(Trajectory(id=f"{task.id}-step{k + 1}", tools=task.tools,
                                                   messages=tuple(history) + (gold,),
                                                   meta=_meta(task, step=k + 1, injected_errors=[]))))
-        history += [Message("assistant", calls=calls)] + [Message("tool", o, name=c.name) for c, o in zip(calls, outputs)]
+        history += [gold] + [Message("tool", o, name=c.name) for c, o in zip(calls, outputs)]
     return out
 
 
@@ -192,7 +194,10 @@ def generate_trajectories(n: int, seed: int = 0, split: str = "train", error_rat
 def generate_prompts(n: int, seed: int = 0, split: str = "train", world_seed: int = 0) -> list[Trajectory]:
     """``n`` prompts of ``split``, each ending with a gold call turn: one per step of each task
     (a two-step task gives its first-step prompt and its second-step prompt), drawn from a task
-    stream of their own (``seed`` gives other tasks than ``generate_trajectories``)."""
+    stream of their own (``seed`` gives other tasks than ``generate_trajectories``). These are
+    evaluation items (one per record, scored at its last turn); to train RL, make prompts from
+    ``generate_trajectories`` instead (each correct call turn is one, with failed calls as context),
+    as the DataModule does: a second-step record holds the first step's turn too."""
     _check_split(split)
     world, rng = World(world_seed), random.Random(f"prompts|{split}|{seed}")
     out: list[Trajectory] = []

@@ -3,8 +3,9 @@
 Grammar (wherever a data path is accepted: ``read_trajectories``, ``python -m tl_lightning.data
 inspect|convert``, the DataModule's ``data_path``)::
 
-    synthetic:<split>[?<key>=<value>[&...]]        prompts: each ends at a gold call turn (eval, RL)
-    synthetic-sft:<split>[?<key>=<value>[&...]]    trajectories with failed calls (SFT)
+    synthetic:<split>[?<key>=<value>[&...]]        prompts: each ends at a gold call turn (eval)
+    synthetic-sft:<split>[?<key>=<value>[&...]]    trajectories with failed calls (SFT, and RL:
+                                                   each correct call turn becomes a prompt)
 
     <split>  train | heldout_templates | heldout_domains    the procedural world
              classic                                        the original five-domain world
@@ -68,7 +69,8 @@ def parse_spec(spec: str) -> SyntheticSpec:
     kind, rest = spec.split(":", 1)
     split, _, query = rest.partition("?")
     if split not in SPEC_SPLITS:
-        raise DataError(f"unknown split {split!r}; expected one of {', '.join(SPEC_SPLITS)}", source=spec, field="split")
+        raise DataError(f"unknown split {split!r}; expected one of {', '.join(SPEC_SPLITS)}",
+                        source=spec, field="split")
     allowed = {"n", "seed", "world_seed"} | ({"error_rate"} if kind == TRAJECTORIES else set())
     if split == CLASSIC:
         allowed.discard("world_seed")

@@ -62,14 +62,15 @@ class Task:
 
 @dataclass(frozen=True)
 class _Intent:
-    """One gold call with its query and final-answer sentence."""
+    """One executed gold call, with the query that asks for it, that query's template id and the
+    final-answer sentence (these three empty for a search no sentence of its own asks for)."""
 
     call: ToolCall
     tool: Tool
-    query: str
-    template: str
     output: str
-    answer: str
+    query: str = ""
+    template: str = ""
+    answer: str = ""
 
 
 # ---------------------------------------------------------------- argument values
@@ -115,7 +116,8 @@ def _answer(tool: Tool, args: dict[str, Any], output: Any) -> str:
         return f"{e} {rid} is {output['status']}."
     if action == "get_history":
         latest = output["history"][0]
-        return f"{e} {rid} has {len(output['history'])} status changes; the latest: {latest['status']} on {latest['date']}."
+        changes = len(output["history"])
+        return f"{e} {rid} has {changes} status changes; the latest: {latest['status']} on {latest['date']}."
     if action in ("list", "list_by_owner", "search"):
         ids = [item[tool.id_key] for item in output]
         noun = r.singular if len(ids) == 1 else r.plural
@@ -162,7 +164,7 @@ def _intent(world: World, tool: Tool, rng: random.Random, heldout_templates: boo
                         measure=r.measure_phrase.format(x=required.get("measure")),
                         mods=queries.modifiers(mods, r.owner, rng))
     call, output, parsed = _run(world, tool, _arguments(tool, {**required, **optional}))
-    return _Intent(call, tool, query, tid, output, _answer(tool, call.arguments, parsed))
+    return _Intent(call, tool, output, query, tid, _answer(tool, call.arguments, parsed))
 
 
 def _arguments(tool: Tool, values: dict[str, Any]) -> dict[str, Any]:
@@ -236,48 +238,49 @@ def make_task(world: World, split: str, task_id: str, rng: random.Random) -> Tas
     pool = world.domains_of(heldout_domains)
     domain = rng.choice(pool)
     kind = rng.choices(list(KIND_WEIGHTS), weights=list(KIND_WEIGHTS.values()))[0]
-    followups = [t for t in domain.tools if t.action in queries.FOLLOWUPS]
     if kind == "two_step":
-        steps, query, templates, answer = _two_step(world, domain, followups, rng, heldout_templates)
+        steps, query, templates = _two_step(world, domain, rng, heldout_templates)
     else:
-        intents = [_intent(world, rng.choice(domain.tools), rng, heldout_templates)]
-        if kind == "parallel":
-            same = rng.random() < 0.5
-            while True:  # two different calls
-                second = _intent(world, intents[0].tool if same else rng.choice(domain.tools), rng, heldout_templates)
-                if second.call != intents[0].call:
-                    break
-            intents.append(second)
-        tid, text = queries.choose_template("parallel", heldout_templates, world.seed, rng)
-        query = text.format(q1=intents[0].query, q2=intents[-1].query) if kind == "parallel" else intents[0].query
-        templates = tuple(i.template for i in intents) + ((tid,) if kind == "parallel" else ())
-        steps = [intents]
-        answer = " ".join(i.answer for i in intents)
-    gold_tools = [i.tool for step in steps for i in step]
-    tools = offered_tools(gold_tools, domain, pool, rng)
+        steps, query, templates = _one_turn(world, domain, kind == "parallel", rng, heldout_templates)
+    tools = offered_tools([i.tool for step in steps for i in step], domain, pool, rng)
     specs = {t.name: t for t in tools}
     calls = tuple(tuple(i.call for i in step) for step in steps)
     return Task(id=task_id, domain=domain.name, split=split, kind=kind, query=query, tools=tools, steps=calls,
                 alternatives=tuple(call_set_alternatives(c, specs) for c in calls),
-                outputs=tuple(tuple(i.output for i in step) for step in steps), answer=answer, templates=templates)
+                outputs=tuple(tuple(i.output for i in step) for step in steps),
+                answer=" ".join(i.answer for i in steps[-1]), templates=templates)
 
 
-def _two_step(world: World, domain: Domain, followups: list[Tool], rng: random.Random, heldout_templates: bool
-              ) -> tuple[list[list[_Intent]], str, tuple[str, ...], str]:
-    """Search by a quoted keyword, then act on the first id found: the two steps, the query, the
-    template ids and the answer."""
+def _one_turn(world: World, domain: Domain, parallel: bool, rng: random.Random, heldout_templates: bool
+              ) -> tuple[list[list[_Intent]], str, tuple[str, ...]]:
+    """One call, or two different parallel calls (the same tool half of the time) whose queries a
+    ``parallel`` template joins: the step, the query and the template ids."""
+    first = _intent(world, rng.choice(domain.tools), rng, heldout_templates)
+    if not parallel:
+        return [[first]], first.query, (first.template,)
+    same = rng.random() < 0.5
+    while True:
+        second = _intent(world, first.tool if same else rng.choice(domain.tools), rng, heldout_templates)
+        if second.call != first.call:
+            break
+    tid, text = queries.choose_template("parallel", heldout_templates, world.seed, rng)
+    return [[first, second]], text.format(q1=first.query, q2=second.query), (first.template, second.template, tid)
+
+
+def _two_step(world: World, domain: Domain, rng: random.Random, heldout_templates: bool
+              ) -> tuple[list[list[_Intent]], str, tuple[str, ...]]:
+    """Search by a quoted keyword, then act on the first id found: the two steps, the query and
+    the template id."""
     search = domain.tool("search")
-    r = search.resource
     keyword = rng.choice(vocab.KEYWORDS)
     call, output, found = _run(world, search, _arguments(search, {"query": keyword}))
-    first = _Intent(call, search, "", "", output, "")
-    tool = rng.choice(followups)
+    first = _Intent(call, search, output)
+    tool = rng.choice([t for t in domain.tools if t.action in queries.FOLLOWUPS])
     required, _ = _values(tool, rng, {"id": found[0][search.id_key]}, 0.0)
-    if "changes" in required:
+    if "changes" in required:  # the clause sets the status only
         required["changes"] = {"status": required["changes"]["status"]}
     call, output, parsed = _run(world, tool, _arguments(tool, required))
-    second = _Intent(call, tool, "", "", output, _answer(tool, call.arguments, parsed))
+    second = _Intent(call, tool, output, answer=_answer(tool, call.arguments, parsed))
     clause = rng.choice(queries.FOLLOWUPS[tool.action]).format(status=required.get("changes", {}).get("status"))
     tid, text = queries.choose_template("two_step", heldout_templates, world.seed, rng)
-    query = text.format(**_slots(r), kw=keyword, then=clause)
-    return [[first], [second]], query, (tid,), second.answer
+    return [[first], [second]], text.format(**_slots(search.resource), kw=keyword, then=clause), (tid,)
