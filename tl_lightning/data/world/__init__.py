@@ -40,18 +40,18 @@ task_kind, task_id, templates, injected_errors}. The original five-domain world 
 
 Lengths in SmolLM2 tokens (``tests/data/world/test_generate.py`` asserts the bounds; numbers from
 500 records of seed 0 rendered with ``data.render`` and tokenized with ``data.tokenize``;
-p10 / p50 / p90 / max, ``train`` split; ``heldout_domains`` is within 10 tokens of it but for the
-longest trajectories, up to 918 and 700):
+p10 / p50 / p90 / max, ``train`` split; ``heldout_domains`` is within 15 tokens of it but for the
+longest trajectories, up to 942 and 712):
 
 ==========================  =======================  =====================
 sample                      ``chat_template``        ``codellama``
 ==========================  =======================  =====================
-single-call prompt + call   305 / 374 / 450 / 528    173 / 212 / 263 / 332
-any prompt + its gold call  311 / 392 / 490 / 593    176 / 225 / 287 / 368
-SFT trajectory (MAE kept)   405 / 500 / 624 / 767    246 / 317 / 412 / 525
+single-call prompt + call   309 / 383 / 468 / 550    176 / 219 / 272 / 346
+any prompt + its gold call  314 / 402 / 512 / 615    179 / 233 / 296 / 368
+SFT trajectory (MAE kept)   413 / 514 / 639 / 788    252 / 324 / 422 / 525
 ==========================  =======================  =====================
 
-Most of a prompt is its tool list (about 75 tokens per tool as JSON, 45 for the chat template's
+Most of a prompt is its tool list (about 80 tokens per tool as JSON, 45 for the chat template's
 tool instruction); a trajectory adds outputs, the injected failures and the final answer.
 """
 

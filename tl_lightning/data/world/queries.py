@@ -167,7 +167,3 @@ def modifiers(values: dict[str, Any], owner: str, rng: random.Random) -> str:
         key = "limit" if role in LIMIT_ROLES else role
         phrases.append(rng.choice(MODIFIERS[key]).format(v=_spoken(role, value), owner=owner))
     return "".join(", " + p for p in phrases)
-
-
-def article(noun: str) -> str:
-    return ("an " if noun[0] in "aeiou" else "a ") + noun

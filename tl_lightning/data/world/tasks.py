@@ -102,7 +102,7 @@ def _required_value(role: str, r: vocab.Resource, rng: random.Random) -> Any:
 
 
 def _slots(r: vocab.Resource) -> dict[str, str]:
-    return {"e": r.singular, "E": r.singular.capitalize(), "a_e": queries.article(r.singular),
+    return {"e": r.singular, "E": r.singular.capitalize(), "a_e": vocab.article(r.singular),
             "es": r.plural, "owner": r.owner}
 
 

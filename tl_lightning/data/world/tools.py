@@ -26,6 +26,7 @@ from tl_lightning.data.world.vocabulary import (
     SORT_ORDERS,
     STYLES,
     Resource,
+    article,
     parameter_name,
     styled,
 )
@@ -37,7 +38,8 @@ class Action:
 
     ``verb`` + the resource noun (plural when ``plural``) + ``suffix`` make the name (``{owner}``
     in the suffix is the resource's owner noun); ``required`` / ``optional`` are parameter roles
-    (see ``_parameter``); ``description`` may use ``{e}``, ``{es}``, ``{owner}``.
+    (see ``_parameter``); ``description`` may use ``{e}``, ``{a_e}`` (with its article), ``{es}``,
+    ``{owner}``.
     """
 
     key: str
@@ -51,8 +53,8 @@ class Action:
 
 ACTIONS: dict[str, Action] = {a.key: a for a in (
     Action("get", "get", False, (), "Get one {e} by its id.", ("id",), ("include_history",)),
-    Action("get_status", "get", False, ("status",), "Get the current status of a {e}.", ("id",)),
-    Action("get_history", "get", False, ("history",), "Get the status changes of a {e}, newest first.",
+    Action("get_status", "get", False, ("status",), "Get the current status of {a_e}.", ("id",)),
+    Action("get_history", "get", False, ("history",), "Get the status changes of {a_e}, newest first.",
            ("id",), ("history_limit",)),
     Action("list", "list", True, (), "List the {es} that have a given status.", ("status",), ("limit",)),
     Action("list_by_owner", "list", True, ("by", "{owner}"), "List the {es} of one {owner}.",
@@ -61,8 +63,8 @@ ACTIONS: dict[str, Action] = {a.key: a for a in (
            ("search_limit", "sort")),
     Action("create", "create", False, (), "Create a new {e}.", ("title", "owner", "measure"),
            ("due_date", "tags", "priority")),
-    Action("update", "update", False, (), "Change the status or the note of a {e}.", ("id", "changes")),
-    Action("cancel", "cancel", False, (), "Cancel a {e}.", ("id",), ("reason", "notify")),
+    Action("update", "update", False, (), "Change the status or the note of {a_e}.", ("id", "changes")),
+    Action("cancel", "cancel", False, (), "Cancel {a_e}.", ("id",), ("reason", "notify")),
     Action("count", "count", True, (), "Count the {es} that have a given status.", ("status",), ("since",)),
 )}
 
@@ -108,13 +110,18 @@ class Domain:
 
 
 def _text(template: str, r: Resource) -> str:
-    return template.format(e=r.singular, es=r.plural, owner=r.owner)
+    return template.format(e=r.singular, a_e=article(r.singular), es=r.plural, owner=r.owner)
+
+
+def _one_of(values: list[str]) -> str:
+    """``"a, b or c."``: how a description lists an enum (the paper's prompt format shows no enums)."""
+    return ", ".join(values[:-1]) + " or " + values[-1] + "."
 
 
 def _parameter(role: str, r: Resource, style: str) -> tuple[str, dict[str, Any]]:
     """The name and JSON schema of the parameter that plays ``role`` for resource ``r``. Only
-    parameters whose name does not say it all get a description: the tool list is most of a
-    prompt's tokens."""
+    parameters whose name does not say it all get a description (enums list their values there):
+    the tool list is most of a prompt's tokens."""
     p = lambda *words: parameter_name(list(words), style)  # noqa: E731
     statuses = list(r.statuses)
     if role == "id":
@@ -127,9 +134,10 @@ def _parameter(role: str, r: Resource, style: str) -> tuple[str, dict[str, Any]]
         default = 5 if role == "search_limit" else 10
         return "limit", {"type": "integer", "default": default}
     if role == "sort":
-        return p("sort", "by"), {"type": "string", "enum": list(SORT_ORDERS), "default": SORT_ORDERS[0]}
+        return p("sort", "by"), {"type": "string", "enum": list(SORT_ORDERS), "default": SORT_ORDERS[0],
+                                 "description": _one_of(list(SORT_ORDERS))}
     if role in ("status", "status_filter"):
-        return "status", {"type": "string", "enum": statuses}
+        return "status", {"type": "string", "enum": statuses, "description": _one_of(statuses)}
     if role == "include_history":
         return p("include", "history"), {"type": "boolean", "default": False, "description": "Add the status history."}
     if role == "title":
@@ -141,9 +149,10 @@ def _parameter(role: str, r: Resource, style: str) -> tuple[str, dict[str, Any]]
     if role == "tags":
         return "tags", {"type": "array", "items": {"type": "string"}}
     if role == "priority":
-        return "priority", {"type": "string", "enum": list(PRIORITIES), "default": "normal"}
+        return "priority", {"type": "string", "enum": list(PRIORITIES), "default": "normal",
+                            "description": _one_of(list(PRIORITIES))}
     if role == "changes":
-        return "changes", {"type": "object", "description": "Fields to change.",
+        return "changes", {"type": "object", "description": f"status ({_one_of(statuses)[:-1]}) and an optional note.",
                            "properties": {"status": {"type": "string", "enum": statuses},
                                           "note": {"type": "string"}},
                            "required": ["status"]}

@@ -173,6 +173,11 @@ DATE_RANGE_DAYS = 730
 DATE_PATTERN = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
+def article(noun: str) -> str:
+    """``"an invoice"``, ``"a parcel"``."""
+    return ("an " if noun[0] in "aeiou" else "a ") + noun
+
+
 def person(rng: random.Random) -> str:
     return f"{rng.choice(FIRST_NAMES)} {rng.choice(LAST_NAMES)}"
 
