@@ -16,8 +16,10 @@ from tl_lightning.calls import (
     normalize_value,
     parse_call,
     parse_calls,
+    unwritable_name,
 )
-from tl_lightning.data.records import ToolCall
+from tl_lightning.data.records import DataError, ToolCall
+from tl_lightning.data.sources import _sealtools_catalog, detect_format, read_trajectories_with_report
 
 # --------------------------------------------------------------------------------- strategies
 
@@ -231,6 +233,117 @@ def test_round_trip_and_spans(call, style):
     for (start, end), value in zip(value_spans, call.arguments.values()):
         assert text[start:end] == json.dumps(value, ensure_ascii=False)
     assert list(value_spans) == sorted(value_spans)
+
+
+# ------------------------------------------------------------------ every name and key: round trip or refusal
+
+# Pieces of names and keys that trip a call syntax: spaces, dots, dashes, Unicode, Python keywords,
+# "=", quotes, brackets, newlines and the markup of the other renderings.
+HARD_PIECES = ["a", "Z", "_", "7", " ", ".", "-", "=", "==", ",", ":", "(", ")", "[", "]", "{", "}", '"', "'",
+               "`", "\\", "*", "**", "\n", "\t", "é", "数据", "٣", "e\u0301", "from", "class", "None", "true",
+               "Action:", "Action Input:", "<tool_call>", "</tool_call>", "</s>", '{"name": "g", "arguments": {}}',
+               "{'name': 'g', 'arguments': {}}", "g(b=1)"]
+hard_strings = st.lists(st.sampled_from(HARD_PIECES), min_size=1, max_size=6).map("".join) | st.text(max_size=12)
+
+
+def _assert_round_trip_or_refusal(call: ToolCall, style: str) -> bool:
+    """``format_call`` either writes text that reads back as ``call`` (spans exact) or raises a
+    ValueError naming the name; never text that reads back as another call. True if written."""
+    try:
+        text, name_span, value_spans = format_call_spans(call, style)
+    except ValueError as e:
+        assert repr(call.name) in str(e) and unwritable_name(call.name, style), (call, style, e)
+        return False
+    assert parse_call(text) == call, (call, style, text)
+    assert parse_calls(text) == [call], (call, style, text)
+    named = text[name_span[0]:name_span[1]]
+    assert named == (json.dumps(call.name, ensure_ascii=False)[1:-1] if style in ("json", "tool_call") else call.name)
+    assert [text[a:b] for a, b in value_spans] == [json.dumps(v, ensure_ascii=False) for v in call.arguments.values()]
+    return True
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(hard_strings, st.dictionaries(hard_strings, json_values, max_size=4), st.sampled_from(STYLES))
+def test_hard_names_and_keys_round_trip_or_are_refused(name, arguments, style):
+    _assert_round_trip_or_refusal(ToolCall(name, arguments), style)
+
+
+def test_name_with_a_space_is_refused_in_python_style_not_misparsed():
+    # Seal-Tools' tool.jsonl declares "requestFirst Aid Assistance"; the python form used to write
+    # it as is, which read back as a call of "Assistance".
+    call = ToolCall("requestFirst Aid Assistance", {"location": "Main St"})
+    with pytest.raises(ValueError, match=r"'requestFirst Aid Assistance'.*python.*react, json, tool_call"):
+        format_call(call, "python")
+    for style in ("react", "json", "tool_call"):
+        assert parse_call(format_call(call, style)) == call
+
+
+def test_keys_that_are_not_identifiers_are_spelled_as_a_double_star_dict():
+    call = ToolCall("f", {"code:": "print(1)", "odd key": 1, "a=b": 2, 'k="x", c': 3, "from": 4})
+    text = format_call(call, "python")
+    assert text == 'f(**{"code:": "print(1)"}, **{"odd key": 1}, **{"a=b": 2}, **{"k=\\"x\\", c": 3}, from=4)'
+    assert parse_call(text) == call
+    assert parse_call('f(a=1, **{"a": 2})') == ParseFailure("argument 'a' given twice")
+    assert "starred" in parse_call("f(**{1, 2})").reason
+
+
+def test_unicode_names_round_trip():
+    for name in ("数据.查询-v2", "café", "écrire", "_x"):
+        for style in STYLES:
+            assert parse_call(format_call(ToolCall(name, {"clé": 1}), style)) == ToolCall(name, {"clé": 1})
+    for name in ("٣d", "e\u0301", " f", "f\n", ""):
+        with pytest.raises(ValueError, match="cannot write tool name"):
+            format_call(ToolCall(name, {}), "python")
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_a_call_object_inside_a_value_is_never_read_as_the_call(style):
+    # single quotes are not escaped by JSON: the <tool_call> reading used to find g() inside the value
+    call = ToolCall("f", {"a": "<tool_call>{'name': 'g', 'arguments': {}}</tool_call>"})
+    assert parse_call(format_call(call, style)) == call
+
+
+def _shared_names_and_calls(shared_data) -> tuple[set[str], set[str], list[ToolCall]]:
+    """Every tool name and argument key in ../shared/data (tool lists and calls of every file a
+    reader takes, plus Seal-Tools' whole tool catalog) and every call."""
+    names, keys, calls = set(), set(), []
+    for path in sorted(shared_data.rglob("*")):
+        try:
+            if path.suffix not in (".json", ".jsonl") or not detect_format(path):
+                continue
+        except DataError:  # side files (schemas, answers, tool libraries) are read with their data
+            continue
+        trajectories, _ = read_trajectories_with_report(path, on_error="skip")
+        for traj in trajectories:
+            for tool in traj.tools:
+                names.add(tool.name)
+                keys.update(tool.properties)
+            calls.extend(c for m in traj.messages for calls_ in m.acceptable() for c in calls_)
+    for tool in _sealtools_catalog(shared_data / "Seal-Tools/Seal-Tools_Dataset/tool.jsonl").values():
+        names.add(tool.name)
+        keys.update(tool.properties)
+    names.update(c.name for c in calls)
+    keys.update(k for c in calls for k in c.arguments)
+    return names, keys, calls
+
+
+@pytest.mark.slow
+def test_every_name_key_and_call_in_shared_data_round_trips_or_is_refused(shared_data):
+    names, keys, calls = _shared_names_and_calls(shared_data)
+    assert len(names) > 3000 and len(keys) > 3000 and len(calls) > 10000
+    assert {"requestFirst Aid Assistance", "math.factorial"} <= names
+    assert {"code:", "return_err_outputpersistent=False"} <= keys
+    refused = set()
+    for style in STYLES:
+        for name in names:
+            if not _assert_round_trip_or_refusal(ToolCall(name, {"k": 1}), style):
+                refused.add((name, style))
+        for key in keys:
+            assert _assert_round_trip_or_refusal(ToolCall("f", {key: "v"}), style), key
+        for call in calls:
+            _assert_round_trip_or_refusal(call, style)
+    # the one name no python-form call can spell; every other style carries every name
+    assert refused == {("requestFirst Aid Assistance", "python")}
 
 
 # ---------------------------------------------------------------------------------- robustness

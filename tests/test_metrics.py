@@ -6,15 +6,18 @@ import pytest
 import torch
 
 from tl_lightning.calls import format_call
-from tl_lightning.data.records import ToolCall, ToolSpec
+from tl_lightning.data.records import Message, ToolCall, ToolSpec
 from tl_lightning.data.sources import bfcl_reference_calls
 from tl_lightning.metrics import (
     FAILED,
+    PASSED,
     ItemScore,
     ToolCallMetrics,
     bfcl_answer_from_calls,
     bfcl_normalize_string,
+    item_category,
     score_bfcl,
+    score_generic,
     score_item,
     score_rotbench,
     score_toolalpaca,
@@ -104,6 +107,41 @@ def test_rotbench_last_two_tools_by_position_skip_content():
     assert score_rotbench(pred, [ask], early) == TS_PI
     # the skip does not excuse wrong keys
     assert score_rotbench(react("ask_user_zz", '{"q": "Which?"}'), [ask], tools) == TS_ONLY
+
+
+def test_rotbench_tools_named_finish_or_ask_to_user_skip_content_wherever_they_stand():
+    # the script renames the last two tools to finish / ask_to_user, then skips the values of
+    # candidates so NAMED: a tool with one of those names skips them even when not among the last two
+    tools = (ToolSpec("ask_to_user"), ToolSpec("finish"), ToolSpec("translate"), ToolSpec("search"))
+    ask = ToolCall("ask_to_user", {"question": "Which language?"})
+    done = ToolCall("finish", {"answer": "sayonara"})
+    assert score_rotbench(react("ask_to_user", '{"question": "What language?"}'), [ask], tools) == PASS
+    assert score_rotbench(react("finish", '{"answer": "bye"}'), [done], tools) == PASS
+    assert score_rotbench(react("finish", '{"text": "bye"}'), [done], tools) == TS_ONLY  # keys still count
+    # ... and the position half holds for the tools that stand last, whatever their names
+    search = ToolCall("search", {"q": "x"})
+    assert score_rotbench(react("search", '{"q": "y"}'), [search], tools) == PASS
+    assert score_toolalpaca(react("finish", '{"answer": "bye"}'), [done], tools) == TS_PI  # not ToolAlpaca's rule
+
+
+def test_rotbench_none_deletion_quirk_is_off_by_default_and_reproducible():
+    # RoTBench First_Turn/clean "Danish translation for these words: cat, dog, ...": the script
+    # deletes max_length ("None" in gold) from the prediction while checking the "cat" candidate, so
+    # the exact "dog" candidate then has a key the prediction no longer has.
+    cat = ToolCall("translate", {"text": "cat", "tgt": "da", "max_length": "None"})
+    dog = ToolCall("translate", {"text": "dog", "tgt": "da", "max_length": "None"})
+    pred = react("translate", '{"text": "dog", "tgt": "da", "max_length": "100"}')
+    assert score_rotbench(pred, [cat, dog], ROT_TOOLS) == PASS
+    assert score_rotbench(pred, [cat, dog], ROT_TOOLS, none_deletion_carries_over=True) == TS_PI
+    assert score_rotbench(pred, [dog, cat], ROT_TOOLS, none_deletion_carries_over=True) == PASS  # order decides
+    # the other way round: a prediction with an extra key passes a later candidate without it
+    with_key, without = ToolCall("search", {"q": "x", "n": "None"}), ToolCall("search", {"q": "y"})
+    extra = react("search", '{"q": "y", "n": "5"}')
+    assert score_rotbench(extra, [with_key, without], ROT_TOOLS) == TS_PI
+    assert score_rotbench(extra, [with_key, without], ROT_TOOLS, none_deletion_carries_over=True) == PASS
+    metric = ToolCallMetrics("rotbench", none_deletion_carries_over=True)
+    metric.update([pred], [[cat, dog]], [ROT_TOOLS])
+    assert metric.compute()["cf"].item() == 0.0
 
 
 def test_rotbench_literal_finish_matches_the_renamed_last_tool():
@@ -249,8 +287,55 @@ def test_bfcl_lone_function_names_the_expected_call():
     answer = [{"find_closest": {"location": ["Boston"]}}]
     assert score_bfcl("restaurant.find_closest(location='Boston')", answer, [tool]) == PASS
     assert score_bfcl("find_closest(location='Boston')", answer, [tool]) == FAILED
+    # with one function its name wins whatever the answer says (BFCL's simple checker)
+    assert score_bfcl("restaurant.find_closest(location='Boston')", [{"nope": {"location": ["Boston"]}}],
+                      [tool]) == PASS
+    # among several, the one declared <module>.name, as the reader maps the gold call (bfcl_declared_name)
     two = [tool, bfcl_tool("other", {}, [])]
-    assert score_bfcl("restaurant.find_closest(location='Boston')", answer, two) == FAILED
+    assert score_bfcl("restaurant.find_closest(location='Boston')", answer, two) == PASS
+    assert score_bfcl("restaurant.find_closest(location='Boston')", [{"nope": {"location": ["Boston"]}}],
+                      two) == FAILED
+
+
+def test_bfcl_empty_list_for_an_optional_list_parameter_passes():
+    # BFCL's list_checker and list_dict_checker iterate each acceptable value: "" reads as []
+    tool = bfcl_tool("f", {"xs": {"type": "array", "items": {"type": "string"}},
+                           "rows": {"type": "array", "items": {"type": "dict"}}}, [])
+    optional = [{"f": {"xs": [["a"], ""], "rows": [[{"n": [1]}], ""]}}]
+    assert score_bfcl("f(xs=[], rows=[])", optional, [tool]) == PASS
+    assert score_bfcl("f(xs=['a'], rows=[{'n': 1}])", optional, [tool]) == PASS
+    assert score_bfcl("f(xs=['b'])", optional, [tool]) == TS_PI
+    required = [{"f": {"xs": [["a"]], "rows": [[{"n": [1]}]]}}]
+    assert score_bfcl("f(xs=[], rows=[{'n': 1}])", required, [tool]) == TS_PI
+    assert score_bfcl("f(xs=['a'], rows=[])", required, [tool]) == TS_PI
+
+
+def test_bfcl_irrelevance_abstaining_passes_any_call_fails():
+    tool = bfcl_tool("calc.area", {"base": {"type": "integer"}}, ["base"])
+    for abstain in ("I cannot compute that with the given tools.", "", "[]", "[{}]"):
+        assert score_bfcl(abstain, [], [tool]) == PASS, abstain
+    for call in ("calc.area(base=10)", "other(x=1)", '{"name": "calc.area", "arguments": {}}'):
+        assert score_bfcl(call, [], [tool]) == FAILED, call
+    # the same through score_item (no call set in gold) and the Metric
+    assert score_item("bfcl", "No call needed.", ((),), [tool], []) == PASS
+    assert score_item("bfcl", "calc.area(base=1)", ((),), [tool]) == FAILED
+    metric = ToolCallMetrics("bfcl")
+    metric.update(["no", "calc.area(base=1)"], [((),), ((),)], [[tool], [tool]], [[], []])
+    assert metric.compute()["cf"].item() == pytest.approx(50.0)
+
+
+def test_bfcl_unscorable_item_fails_every_prediction():
+    unscorable = {"unscorable": "file a.json, record 1: invalid JSON on line 2"}
+    assert score_bfcl("calc.area(base=10, height=5.0)", unscorable, [AREA]) == FAILED
+    assert score_bfcl("no call", unscorable, [AREA]) == FAILED
+    gold = ((ToolCall("calc.area", {"base": 10, "height": 5.0}),),)  # not used in its place
+    assert score_item("bfcl", "calc.area(base=10, height=5.0)", gold, [AREA], unscorable) == FAILED
+
+
+def test_bfcl_java_and_javascript_types_are_refused():
+    tool = bfcl_tool("Utils.pad", {"text": {"type": "String"}, "width": {"type": "long"}}, ["text"])
+    with pytest.raises(ValueError, match="'String' belongs to BFCL's Java/JavaScript categories"):
+        score_bfcl('Utils.pad(text="abc")', [{"Utils.pad": {"text": ["abc"], "width": [""]}}], [tool])
 
 
 def test_bfcl_reference_calls_pass_their_own_answer():
@@ -286,9 +371,12 @@ def test_metric_accumulates_percentages_over_batches():
                    react("translate", '{"text": "x", "tgt": "ja", "max_length": "1"}')], gold, [ROT_TOOLS] * 2)
     metric.update(["no call"], gold[:1], [ROT_TOOLS])
     result = metric.compute()
-    assert set(result) == {"ts", "pi", "cf"}
+    assert set(result) == {"ts", "pi", "cf", "exact_call", "mean_reward"}
     assert torch.allclose(result["ts"], torch.tensor(200 / 3))
     assert torch.allclose(result["cf"], torch.tensor(100 / 3))
+    # the IRM reward compares every value, RoTBench's CF skips gold "None" values: no exact call
+    assert torch.allclose(result["exact_call"], torch.tensor(0.0))
+    assert torch.allclose(result["mean_reward"], torch.tensor((-0.25 - 0.25 - 2.0) / 3))
     assert metric.total.item() == 3
     metric.reset()
     assert metric.total.item() == 0
@@ -311,3 +399,55 @@ def test_metric_rejects_bad_input():
         ToolCallMetrics("toolbench")
     with pytest.raises(ValueError, match="one entry per item"):
         ToolCallMetrics("rotbench").update(["a"], [], [ROT_TOOLS])
+
+
+# ------------------------------------------------------------------ generic (synthetic world, any JSONL)
+
+WEATHER = ToolSpec("get_weather", parameters={"type": "object", "properties": {
+    "city": {"type": "string"}, "days": {"type": "integer"}, "unit": {"type": "string", "default": "celsius"}}})
+WIND = ToolSpec("get_wind", parameters={"type": "object", "properties": {"city": {"type": "string"}}})
+GENERIC_TOOLS = (WEATHER, WIND)
+PARIS = ToolCall("get_weather", {"city": "Paris", "days": 3})
+PARIS_DEFAULT_UNIT = ToolCall("get_weather", {"city": "Paris", "days": 3, "unit": "celsius"})
+ONE_CALL = Message("assistant", calls=(PARIS,), alternatives=((PARIS_DEFAULT_UNIT,),)).acceptable()
+TWO_CALLS = Message("assistant", calls=(PARIS, ToolCall("get_wind", {"city": "Rome"}))).acceptable()
+
+
+@pytest.mark.parametrize("prediction, expected", [
+    ('get_weather(city="Paris", days=3)', (True, True, True)),
+    ('get_weather(days=3, city="Paris", unit="celsius")', (True, True, True)),  # the alternative
+    ('<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris", "days": 3}}\n</tool_call>', (True, True, True)),
+    ('get_weather(city="Paris", days=4)', (True, True, False)),
+    ('get_weather(city="Paris", days="3")', (True, True, False)),  # an integer parameter: types matter
+    ('get_weather(city="Paris")', (True, False, False)),
+    ('get_weather(city="Paris", days=3, unit="kelvin")', (True, True, False)),  # keys of the alternative
+    ('get_wind(city="Paris")', (False, False, False)),
+    ('get_weather(city="Paris", days=3)\nget_wind(city="Paris")', (False, False, False)),  # one call too many
+    ("It is sunny in Paris.", (False, False, False)),
+])
+def test_generic_rules_against_a_single_call_turn(prediction, expected):
+    assert tuple(score_generic(prediction, ONE_CALL, GENERIC_TOOLS)) == expected
+    assert tuple(score_item("generic", prediction, ONE_CALL, GENERIC_TOOLS)) == expected
+
+
+@pytest.mark.parametrize("prediction, expected", [
+    ('get_wind(city="Rome")\nget_weather(city="Paris", days=3)', (True, True, True)),  # any order
+    ('get_weather(city="Paris", days=3)\nget_wind(city="Paris")', (True, True, False)),
+    ('get_weather(city="Paris", days=3)', (False, False, False)),  # a call missing
+])
+def test_generic_rules_need_every_call_of_a_parallel_turn(prediction, expected):
+    assert tuple(score_generic(prediction, TWO_CALLS, GENERIC_TOOLS)) == expected
+
+
+def test_generic_turn_without_a_call_passes_only_when_nothing_is_called():
+    final_answer = Message("assistant", "It is sunny.").acceptable()
+    assert score_generic("It is sunny.", final_answer, GENERIC_TOOLS) == PASSED
+    assert score_generic('get_wind(city="Rome")', final_answer, GENERIC_TOOLS) == FAILED
+    assert item_category("It is sunny.", final_answer, GENERIC_TOOLS) == "exact"
+    assert item_category('get_wind(city="Rome")', final_answer, GENERIC_TOOLS) == "wrong_tool"
+
+
+def test_item_category_is_the_irm_category_against_every_acceptable_set():
+    assert item_category('get_weather(city="Paris", days=3, unit="celsius")', ONE_CALL, GENERIC_TOOLS) == "exact"
+    assert item_category('get_weather(city="Paris")', ONE_CALL, GENERIC_TOOLS) == "redundant_or_missing"
+    assert item_category("no call", ONE_CALL, GENERIC_TOOLS) == "unparsable_or_unknown_tool"

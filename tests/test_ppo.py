@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from tl_lightning.data.records import ToolCall, ToolSpec
+from tl_lightning.losses import gather_logprobs
 from tl_lightning.modeling import TINY_LLAMA, LoraOptions, load_model
 from tl_lightning.ppo import (
     AdaptiveKLController,
@@ -24,6 +25,7 @@ from tl_lightning.ppo import (
     StopAtEndOfTurn,
     category_shares,
     cut_at_end_marker,
+    disable_dropout,
     evaluate_rewards,
     score_responses,
 )
@@ -188,6 +190,55 @@ def test_rollout_agrees_with_the_forward_pass_and_values(rl_batches):
     assert result["prompts"] == 4
     assert sum(result["shares"].values()) == pytest.approx(1.0)
     assert result["mean_reward"] == pytest.approx(sum(s * module.table.value(c) for c, s in result["shares"].items()))
+
+
+def test_disable_dropout_reaches_the_attention_modules(smollm2_tokenizer):
+    """HF attention modules copy ``config.attention_dropout`` when built: after ``disable_dropout``
+    a tiny Llama built with attention dropout 0.1 (and LoRA dropout 0.1) gives the same log-probs
+    in train mode (the update) as in eval mode (the rollout)."""
+    from peft import get_peft_model
+    from transformers import LlamaForCausalLM
+
+    from tl_lightning.modeling import tiny_llama_config
+
+    config = tiny_llama_config(smollm2_tokenizer)
+    config.attention_dropout = 0.1
+    torch.manual_seed(0)
+    model = get_peft_model(LlamaForCausalLM(config), LoraOptions(r=4, alpha=8, dropout=0.1).peft_config())
+    ids = torch.randint(0, len(smollm2_tokenizer), (2, 12))
+    disable_dropout(model)
+    with torch.no_grad():
+        rollout = gather_logprobs(model.eval()(input_ids=ids).logits[:, :-1], ids[:, 1:])
+        update = gather_logprobs(model.train()(input_ids=ids).logits[:, :-1], ids[:, 1:])
+    torch.testing.assert_close(update, rollout, rtol=0, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_sampled_rollouts_take_log_probs_at_the_sampling_temperature(rl_batches):
+    """Old, new and reference log-probs of rollouts sampled at T = 0.7 are those of
+    softmax(logits / 0.7), by hand from the raw logits; greedy rollouts keep T = 1."""
+    module = tiny_module(do_sample=True, temperature=0.7)
+    module.configure_model()
+    torch.manual_seed(0)
+    rollout = module.make_rollout(rl_batches[0])
+    mask, tokens, P = rollout.response_mask.bool(), rollout.response_ids, rollout.prompt_length
+    inputs = dict(input_ids=rollout.sequences, attention_mask=rollout.attention_mask,
+                  position_ids=rollout.position_ids, use_cache=False)
+
+    def by_hand(model) -> torch.Tensor:
+        z = model(**inputs).logits[:, P - 1:-1].double() / 0.7
+        return (z.gather(-1, tokens[..., None])[..., 0] - z.logsumexp(-1)).float()
+
+    with torch.no_grad():
+        logp = gather_logprobs(module.policy_logits(module.actor, rollout), tokens)
+        torch.testing.assert_close(logp[mask], by_hand(module.actor)[mask])
+        with module._reference_context():
+            ref_logp = gather_logprobs(module.policy_logits(module.actor, rollout), tokens)
+            torch.testing.assert_close(ref_logp[mask], by_hand(module.actor)[mask])
+        greedy = tiny_module(temperature=0.7)
+        greedy.configure_model()
+        torch.testing.assert_close(greedy.policy_logits(greedy.actor, rollout),
+                                   greedy.actor(**inputs).logits[:, P - 1:-1])
 
 
 def _snapshot(named) -> dict[str, torch.Tensor]:

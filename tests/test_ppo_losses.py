@@ -22,6 +22,7 @@ from tl_lightning.losses import (
     masked_whiten,
     ppo_policy_loss,
     ppo_value_loss,
+    tempered_logits,
     token_entropy,
 )
 
@@ -145,6 +146,16 @@ def test_logprobs_entropy_and_kl():
     logp = torch.tensor([[-1.0, -2.0, -3.0]])
     ref = torch.tensor([[-1.5, -2.5, 0.0]])
     assert approx_kl(logp, ref, torch.tensor([[1, 1, 0]])).tolist() == pytest.approx([1.0])
+
+
+def test_tempered_logits_divide_by_the_sampling_temperature():
+    logits = torch.tensor([[[1.0, 2.0, 4.0]]])
+    assert tempered_logits(logits, 1.0) is logits  # greedy: untouched, no copy
+    torch.testing.assert_close(tempered_logits(logits, 0.7), logits / 0.7)
+    probs = torch.softmax(tempered_logits(logits, 0.5), -1)
+    torch.testing.assert_close(probs, torch.exp(2 * logits) / torch.exp(2 * logits).sum())
+    with pytest.raises(ValueError, match="temperature"):
+        tempered_logits(logits, 0.0)
 
 
 # ----------------------------------------------- the authors' formulas, re-derived literally

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -119,9 +120,77 @@ def test_unusable_gold_never_raises():
         classify_call('get_weather(city="Paris")', 42, TOOLS)  # type: ignore[arg-type]
 
 
-def test_several_predicted_calls_score_the_first():
-    assert classify_call('get_weather(city="Paris", days=3)\nget_wind(city="Paris")', GOLD, TOOLS) == "exact"
-    assert classify_call('[get_wind(city="Paris"), get_weather(city="Paris", days=3)]', GOLD, TOOLS) == "wrong_tool"
+def test_extra_calls_beside_a_single_gold_call_are_redundant():
+    # hedging with a second call is not free: the surplus call counts like a redundant key
+    assert classify_call('get_weather(city="Paris", days=3)\nget_wind(city="Paris")', GOLD, TOOLS) == "redundant_or_missing"
+    assert classify_call('[get_wind(city="Paris"), get_weather(city="Paris", days=3)]', GOLD, TOOLS) == "redundant_or_missing"
+    assert classify_call('[get_wind(city="Paris"), get_wind(city="Rome")]', GOLD, TOOLS) == "wrong_tool"
+
+
+# ---------------------------------------------------------------------------------- parallel calls
+
+WIND_PARIS = ToolCall("get_wind", {"city": "Paris"})
+PARALLEL = Message("assistant", calls=(GOLD, WIND_PARIS)).acceptable()  # one set of two calls
+BOTH = 'get_weather(city="Paris", days=3)\nget_wind(city="Paris")'
+
+
+@pytest.mark.parametrize("category, prediction", [
+    ("exact", BOTH),
+    ("exact", '[get_wind(city="Paris"), get_weather(days=3, city="Paris")]'),  # any order
+    ("redundant_or_missing", 'get_weather(city="Paris", days=3)'),  # a gold call missing
+    ("redundant_or_missing", 'get_wind(city="Paris")'),
+    ("redundant_or_missing", BOTH + '\nget_wind(city="Rome")'),  # an extra call to a listed tool
+    ("unparsable_or_unknown_tool", BOTH + '\nget_time(city="Paris")'),  # an extra call to an unlisted tool
+    ("wrong_tool", 'get_weather(city="Paris", days=3)\nget_weather(city="Paris", days=4)'),
+    ("wrong_value", 'get_weather(city="Paris", days=3)\nget_wind(city="Rome")'),
+    ("redundant_or_missing", 'get_weather(city="Paris")\nget_wind(city="Paris")'),  # a key missing in one call
+    ("redundant_and_missing", 'get_weather(city="Paris", days=3, unit="C")'),  # a surplus key, a call missing
+    ("redundant_and_missing", 'get_weather(city="Paris", days=3, unit="C")\nget_wind()'),  # surplus key, missing key
+    ("hallucinated", 'get_weather(city="Paris", days=3)\nget_wind(city="Paris", mood="calm")'),
+    ("hallucinated_and_redundant_or_missing", 'get_weather(city="Paris", days=3, mood="x")'),  # + a call missing
+    ("unparsable_or_unknown_tool", "no call at all"),
+])
+def test_parallel_gold_needs_every_call(category, prediction):
+    """A gold turn of several calls needs all of them, in any order: a missing call counts like a
+    missing key, an extra call to a listed tool like a redundant one, to an unlisted tool the turn
+    is unknown-tool (reward.py docstring)."""
+    assert classify_call(prediction, PARALLEL, TOOLS) == category
+    assert irm_reward(prediction, PARALLEL, TOOLS) == DEFAULT_TABLE.value(category)
+
+
+def test_parallel_gold_pairs_calls_of_one_tool_by_their_best_pairing():
+    paris, london = GOLD, ToolCall("get_weather", {"city": "London", "days": 3})
+    gold = [[paris, london]]  # a list holding one call set
+    assert classify_call('get_weather(city="London", days=3)\nget_weather(city="Paris", days=3)', gold, TOOLS) == "exact"
+    assert classify_call('get_weather(city="London", days=3)', gold, TOOLS) == "redundant_or_missing"
+    assert classify_call('get_weather(city="Rome", days=3)\nget_weather(city="Paris", days=3)', gold,
+                         TOOLS) == "wrong_value"
+    # a call text holding several calls is one call set too
+    assert classify_call(BOTH, '[get_wind(city="Paris"), get_weather(city="Paris", days=3)]', TOOLS) == "exact"
+    # the best alternative wins: a one-call alternative accepts the weather call alone
+    turn = Message("assistant", calls=(GOLD, WIND_PARIS), alternatives=((GOLD,),))
+    assert classify_call('get_weather(city="Paris", days=3)', turn.acceptable(), TOOLS) == "exact"
+    # an alternative with a part that cannot be matched is skipped as a whole
+    assert classify_call(BOTH, [[GOLD, "not a call"]], TOOLS) == "wrong_tool"
+
+
+def test_many_predicted_calls_stay_cheap():
+    gold = [[ToolCall("get_weather", {"city": c, "days": 3}) for c in ("A", "B", "C", "D", "E", "F")]]
+    prediction = "\n".join(f'get_weather(city="{i}", days=3)' for i in range(60))
+    started = time.perf_counter()
+    assert classify_call(prediction, gold, TOOLS) == "redundant_or_missing"  # wrong values hidden by extras
+    assert time.perf_counter() - started < 5.0
+
+
+def test_real_bfcl_parallel_golds_need_every_call(shared_data):
+    from tl_lightning.evaluate import gold_prediction, load_items
+
+    items = load_items("bfcl", shared_data / "BFCL_v3" / "BFCL_v3_parallel.json")
+    assert all(len(item.gold[0]) >= 2 for item in items)
+    for item in items:
+        calls = gold_prediction(item).split("\n")
+        assert classify_call("\n".join(reversed(calls)), item.gold, item.tools) == "exact", item.id
+        assert classify_call(calls[0], item.gold, item.tools) == "redundant_or_missing", item.id
 
 
 def test_openai_tool_dicts():
@@ -231,6 +300,25 @@ def test_fuzz_reward_is_always_a_table_value(prediction, gold, tools):
     category = classify_call(prediction, gold, tools)
     assert category in CATEGORIES
     assert irm_reward(prediction, gold, tools) in DEFAULT_TABLE.values()
+
+
+call_sets = st.lists(gold_calls | st.builds(format_call, gold_calls, st.sampled_from(STYLES)), min_size=1, max_size=3)
+
+
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(predictions, st.lists(call_sets, max_size=3), tool_lists)
+def test_fuzz_call_set_gold_is_always_a_table_value(prediction, gold, tools):
+    assert classify_call(prediction, gold, tools) in CATEGORIES
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(gold_calls, min_size=1, max_size=4), tool_lists, st.randoms())
+def test_fuzz_call_set_against_itself_in_any_order_is_exact_when_listed(calls, tools, rng):
+    listed = {t.name if isinstance(t, ToolSpec) else t["function"]["name"] for t in tools}
+    shuffled = rng.sample(calls, len(calls))
+    expected = "exact" if {c.name for c in calls} <= listed else "unparsable_or_unknown_tool"
+    prediction = "\n".join(format_call(c, "json") for c in shuffled)
+    assert classify_call(prediction, [calls], tools) == expected
 
 
 @settings(max_examples=200, deadline=None)

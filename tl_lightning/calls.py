@@ -7,6 +7,10 @@ Renderings (``STYLES``):
   keywords (``from=``) and names with dots or hyphens (``math.factorial``, ``get-weather``) parse.
   Values may be JSON (``true``/``false``/``null``, ``"..."``) or Python literals (``'...'``,
   ``True``, ``None``, tuples); only keyword arguments count (a call is a mapping of names to values).
+  A key that is not a Python identifier is written ``**{"odd key": value}`` (valid Python, read
+  back as that key). A name is a letter or ``_`` followed by letters, digits, ``_``, ``.``, ``-``
+  (Unicode letters too); other names (Seal-Tools' ``requestFirst Aid Assistance``) have no
+  python-form spelling, and ``format_call`` refuses them in this style.
 - ``"react"``: ``Action: name\\nAction Input: {json}`` (an optional ``Thought: ...`` before it; the
   input may also be a Python dict with single quotes).
 - ``"json"``: ``{"name": ..., "arguments": {...}}``; when parsing, ``arguments`` may be a JSON-encoded
@@ -17,6 +21,10 @@ Renderings (``STYLES``):
 Generated text is messy: end markers (``</s>``, ``<|im_end|>``), code fences and a sentence before
 or after the call are tolerated. The parsers return a ``ParseFailure`` (falsy, with a reason) instead
 of raising, on any string.
+
+Round trip: ``parse_call(format_call(call, style)) == call`` for every call ``format_call`` writes;
+where a style cannot carry a tool name (``format_call_spans`` says which styles can), it raises
+``ValueError`` instead of writing text that would read back as another call.
 """
 
 from __future__ import annotations
@@ -35,10 +43,12 @@ STYLES = ("python", "react", "json", "tool_call")
 # End-of-turn markers of the chat formats we render; generated text often still carries one.
 END_MARKERS = ("</s>", "<|im_end|>", "<|eot_id|>", "<|endoftext|>", "<|end|>", "<eos>")
 
-_NAME = r"[A-Za-z_][\w.\-]*"
+_NAME = r"[^\W\d][\w.\-]*"  # a (Unicode) letter or "_", then letters, digits, "_", ".", "-"
 _CALL_START = re.compile(rf"(?<![\w.\-])({_NAME})\s*\(")
 _KEY = re.compile(r"\s*([^\s=,()\[\]{}'\"*]+)\s*=(?!=)")
 _REACT = re.compile(r"Action\s*:[ \t]*(?P<name>[^\n]*)\n\s*Action[ \t]*Input\s*:[ \t]*")
+# Characters the ReAct reading strips around a name (models often quote it).
+_REACT_NAME_QUOTES = "`'\""
 _REACT_INPUT_END = re.compile(r"\n\s*(?:Observation|Thought|Action|Final Answer)\s*:")
 _TOOL_CALL_BLOCK = re.compile(r"<tool_call>(.*?)(?:</tool_call>|\Z)", re.DOTALL)
 _PAIRS = {"(": ")", "[": "]", "{": "}"}
@@ -186,6 +196,26 @@ def split_top_level(text: str) -> list[str]:
 # python form
 
 
+def _python_argument(piece: str) -> dict[str, Any] | ParseFailure:
+    """One piece of an argument list: ``key=value``, or ``**{"key": value, ...}`` (how keys that
+    are not identifiers are written)."""
+    if piece.lstrip().startswith("**"):
+        spelled = parse_literal(piece.lstrip()[2:])
+        if isinstance(spelled, dict):
+            return spelled
+        return ParseFailure("starred arguments (*args / **kwargs) other than a **{...} literal")
+    key_match = _KEY.match(piece)
+    if key_match is None:
+        if piece.lstrip().startswith("*"):
+            return ParseFailure("starred arguments (*args / **kwargs)")
+        return ParseFailure("positional arguments (only key=value arguments name a parameter)")
+    key = key_match.group(1)
+    value = parse_literal(piece[key_match.end():])
+    if isinstance(value, ParseFailure):
+        return ParseFailure(f"value of {key!r}: {value.reason}")
+    return {key: value}
+
+
 def _python_arguments(inner: str) -> dict[str, Any] | ParseFailure:
     """The keyword arguments between the parentheses of ``name(...)``."""
     pieces = split_top_level(inner)
@@ -193,19 +223,24 @@ def _python_arguments(inner: str) -> dict[str, Any] | ParseFailure:
         pieces.pop()  # "f()" and a trailing comma "f(a=1,)"
     arguments: dict[str, Any] = {}
     for piece in pieces:
-        key_match = _KEY.match(piece)
-        if key_match is None:
-            if piece.lstrip().startswith("*"):
-                return ParseFailure("starred arguments (*args / **kwargs)")
-            return ParseFailure("positional arguments (only key=value arguments name a parameter)")
-        key = key_match.group(1)
-        if key in arguments:
-            return ParseFailure(f"argument {key!r} given twice")
-        value = parse_literal(piece[key_match.end():])
-        if isinstance(value, ParseFailure):
-            return ParseFailure(f"value of {key!r}: {value.reason}")
-        arguments[key] = value
+        found = _python_argument(piece)
+        if isinstance(found, ParseFailure):
+            return found
+        for key, value in found.items():
+            if key in arguments:
+                return ParseFailure(f"argument {key!r} given twice")
+            arguments[key] = value
     return arguments
+
+
+def _whole_python_call(text: str) -> list[ToolCall] | ParseFailure | None:
+    """The verdict on ``text`` when it is one python-form call ``name(...)`` from its first to its
+    last character (``f(1)`` reports "positional arguments"); None for any other text."""
+    match = _CALL_START.match(text)
+    if match is None or _balanced_end(text, match.end() - 1) != len(text):
+        return None
+    arguments = _python_arguments(text[match.end():-1])
+    return [ToolCall(match.group(1), arguments)] if isinstance(arguments, dict) else arguments
 
 
 # ---------------------------------------------------------------------------------------------
@@ -264,9 +299,8 @@ def _embedded_calls(text: str) -> list[ToolCall] | ParseFailure:
     """Every call in ``text``, in order: python-form ``name(k=v, ...)`` and call objects
     ``{"name": ..., "arguments": ...}`` inside prose, a Python list or one per line. Whatever comes
     first is read whole, so a dict argument of a python call or a call-like string inside an object
-    is never taken for a call of its own. When the whole text is one python call its verdict is
-    final (``f(1)`` reports "positional arguments"); otherwise candidates that do not parse
-    (``see (below)``) are skipped."""
+    is never taken for a call of its own. Candidates that do not parse (``see (below)``) are
+    skipped (a text that is one whole call never gets here: ``_whole_call`` reads it)."""
     calls: list[ToolCall] = []
     failures: list[ParseFailure] = []
     pos = 0
@@ -291,8 +325,6 @@ def _embedded_calls(text: str) -> list[ToolCall] | ParseFailure:
             pos = match.end()
             continue
         arguments = _python_arguments(text[match.end():end - 1])
-        if match.start() == 0 and end == len(text):
-            return [ToolCall(match.group(1), arguments)] if isinstance(arguments, dict) else arguments
         if isinstance(arguments, ParseFailure):
             failures.append(ParseFailure(f"{match.group(1)}(...): {arguments.reason}"))
             pos = match.end()
@@ -311,7 +343,7 @@ def _embedded_calls(text: str) -> list[ToolCall] | ParseFailure:
 def _react_calls(text: str, matches: list[re.Match]) -> list[ToolCall] | ParseFailure:
     calls = []
     for match in matches:
-        name = match.group("name").strip().strip("`'\"").strip()
+        name = match.group("name").strip().strip(_REACT_NAME_QUOTES).strip()
         if not name:
             return ParseFailure("ReAct 'Action:' without a tool name")
         stop = _REACT_INPUT_END.search(text, match.end())
@@ -326,12 +358,45 @@ def _react_calls(text: str, matches: list[re.Match]) -> list[ToolCall] | ParseFa
     return calls
 
 
+def _whole_react_call(text: str) -> list[ToolCall] | ParseFailure | None:
+    """The reading of ``text`` when it is one ReAct pair (a ``Thought:`` before it allowed) whose
+    ``Action Input`` object ends the text; None for any other text."""
+    matches = list(_REACT.finditer(text))
+    if len(matches) != 1 or "<tool_call>" in text[:matches[0].start()]:
+        return None
+    rest = text[matches[0].end():]
+    found = _object_at(rest, 0) if rest.startswith("{") else None
+    if found is None or found[1] != len(rest):
+        return None
+    return _react_calls(text, matches)
+
+
+def _whole_call(text: str) -> list[ToolCall] | ParseFailure | None:
+    """The reading of a stripped text that is, from its first to its last character, one JSON
+    value, one python-form call, one ReAct pair or one ``<tool_call>`` block holding one of those
+    (each way ``format_call`` writes a call): read as that and nothing else, so markup inside a
+    value or a name (``"</tool_call><tool_call>{'name': 'g', ...}"``) is never taken for a call of
+    its own. None for any other text."""
+    if text[:1] in ("{", "["):
+        whole = parse_literal(text)
+        if isinstance(whole, (dict, list)):
+            return _calls_from_object(whole)
+    if text.startswith("<tool_call>") and text.endswith("</tool_call>"):
+        inner = text[len("<tool_call>"):-len("</tool_call>")].strip()
+        found = _whole_call(inner) if inner else None
+        if found is not None:
+            return found
+    python = _whole_python_call(text)
+    return python if python is not None else _whole_react_call(text)
+
+
 def _tool_call_blocks(blocks: list[str]) -> list[ToolCall] | ParseFailure:
     calls: list[ToolCall] = []
     for block in blocks:
         block = block.strip()
-        value = parse_literal(block)
-        found = _calls_from_object(value) if not isinstance(value, ParseFailure) else _embedded_calls(block)
+        found = _whole_call(block)
+        if found is None:
+            found = _embedded_calls(block)
         if isinstance(found, ParseFailure):
             return ParseFailure(f"<tool_call> block: {found.reason}")
         calls.extend(found)
@@ -357,22 +422,22 @@ def _strip_end_markers(text: str) -> str:
 def parse_calls(text: str) -> list[ToolCall] | ParseFailure:
     """All calls in ``text`` (parallel calls), in order; a ``ParseFailure`` when there is none.
 
-    A text that is one JSON/Python value (a call object, an OpenAI message or ``tool_calls`` list,
-    a list of call objects) is read as that. Otherwise these readings are tried in order and the
-    first that finds calls wins (so a value such as ``"<tool_call>"`` inside a python-form call does
-    not derail it); when none does, the first one's failure is returned: ``<tool_call>`` blocks;
-    ReAct ``Action:`` / ``Action Input:`` pairs; python-form calls and call objects inside prose,
-    in a Python list or one per line (``f(a=1)``, ``[f(a=1), g(b=2)]``).
+    A text that is one whole rendering (a JSON/Python value: a call object, an OpenAI message or
+    ``tool_calls`` list, a list of call objects; one python-form call; one ReAct pair; one
+    ``<tool_call>`` block holding one of those) is read as that. Otherwise these readings are tried in order and the first that finds calls wins (so a
+    value such as ``"<tool_call>"`` inside a python-form call does not derail it); when none does,
+    the first one's failure is returned: ``<tool_call>`` blocks; ReAct ``Action:`` /
+    ``Action Input:`` pairs; python-form calls and call objects inside prose, in a Python list or
+    one per line (``f(a=1)``, ``[f(a=1), g(b=2)]``).
     """
     if not isinstance(text, str):
         return ParseFailure(f"expected a string, got {type(text).__name__}")
     text = _strip_end_markers(text)
     if not text:
         return ParseFailure("empty output")
-    if text[0] in "{[":
-        whole = parse_literal(text)
-        if isinstance(whole, (dict, list)):
-            return _calls_from_object(whole)
+    whole = _whole_call(text)
+    if whole is not None:
+        return whole
     readings = []
     blocks = _TOOL_CALL_BLOCK.findall(text)
     if blocks:
@@ -403,22 +468,56 @@ def parse_call(text: str) -> ToolCall | ParseFailure:
 
 
 def _json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False)
+    """JSON text of a value; NaN and infinity are refused (``ValueError``): the parsers do not read
+    them back."""
+    return json.dumps(value, ensure_ascii=False, allow_nan=False)
+
+
+def unwritable_name(name: Any, style: str) -> str | None:
+    """Why ``format_call`` cannot write the tool name ``name`` in ``style`` so that ``parse_call``
+    reads back the same name, or None when it can. Every parser strips the whitespace around a
+    name; the python form knows only identifier-like names (``_NAME``); a ReAct name is one line
+    and its surrounding quotes are stripped."""
+    if not isinstance(name, str) or not name or name != name.strip():
+        return "a tool name is a non-empty string without leading or trailing whitespace"
+    if style == "python" and not re.fullmatch(_NAME, name):
+        return ("a python-form name is a letter or '_' followed by letters, digits, '_', '.' or '-'; "
+                "anything else (a space, a quote, a parenthesis) would read back as another call")
+    if style == "react" and ("\n" in name or name[0] in _REACT_NAME_QUOTES or name[-1] in _REACT_NAME_QUOTES):
+        return "a ReAct name is one line that neither starts nor ends with a quote or backtick"
+    return None
+
+
+def _check_writable(call: ToolCall, style: str) -> None:
+    """``ValueError`` naming the name (and the styles that can carry it) or the key that ``style``
+    cannot write unambiguously."""
+    problem = unwritable_name(call.name, style)
+    if problem is not None:
+        carriers = [s for s in STYLES if unwritable_name(call.name, s) is None]
+        raise ValueError(f"cannot write tool name {call.name!r} in the {style!r} call style: {problem} "
+                         f"(styles that carry it: {', '.join(carriers) or 'none'})")
+    for key in call.arguments:
+        if not isinstance(key, str):
+            raise ValueError(f"argument key {key!r} of {call.name!r} is not a string (JSON would turn it "
+                             "into one, so it would not read back)")
 
 
 def format_call_spans(call: ToolCall, style: str = "python"
                       ) -> tuple[str, tuple[int, int], tuple[tuple[int, int], ...]]:
     """``format_call``'s text plus the character span ``(start, end)`` of the tool name and of each
     argument value, in argument order. A value span covers the value's JSON text exactly (a string
-    value's span includes its quotes); in the JSON styles the name span excludes the quotes."""
+    value's span includes its quotes); in the JSON styles the name span excludes the quotes.
+    ``ValueError`` when ``style`` cannot carry the call's name (``unwritable_name``)."""
     if style not in STYLES:
         raise ValueError(f"unknown call style {style!r} (expected one of {STYLES})")
+    _check_writable(call, style)
     if style == "python":
         text, value_spans = call.name + "(", []
         for i, (key, value) in enumerate(call.arguments.items()):
-            text += (", " if i else "") + key + "="
+            bare = key.isidentifier()  # else spelled **{"odd key": value}, which Python itself reads
+            text += (", " if i else "") + (key + "=" if bare else "**{" + _json(key) + ": ")
             value_spans.append((len(text), len(text) + len(_json(value))))
-            text += _json(value)
+            text += _json(value) + ("" if bare else "}")
         return text + ")", (0, len(call.name)), tuple(value_spans)
     if style == "react":
         head = "Action: "
@@ -449,7 +548,8 @@ def _json_object_spans(arguments: dict[str, Any], offset: int) -> tuple[str, tup
 def format_call(call: ToolCall, style: str = "python") -> str:
     """``call`` as text in ``style``: ``"python"`` gives the paper's ``name(key="json value", n=1)``,
     ``"react"`` ``Action: name\\nAction Input: {json}``, ``"json"`` ``{"name": ..., "arguments": {...}}``,
-    ``"tool_call"`` that JSON inside ``<tool_call>`` tags. ``parse_call`` reads each back."""
+    ``"tool_call"`` that JSON inside ``<tool_call>`` tags. ``parse_call`` reads each back;
+    ``ValueError`` where that could not hold (``unwritable_name``)."""
     return format_call_spans(call, style)[0]
 
 

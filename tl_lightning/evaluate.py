@@ -1,7 +1,9 @@
-"""Evaluate tool calling on RoTBench, ToolAlpaca and BFCL: TS / PI / CF (``metrics.py``).
+"""Evaluate tool calling on RoTBench, ToolAlpaca, BFCL and any tool-use data (``generic``): TS / PI /
+CF by each benchmark's rules (``metrics.py``), the exact-call rate and the mean IRM reward.
 
-Commands (``python -m tl_lightning.evaluate ...``; each prints one JSON object
-``{"benchmark", "n", "ts", "pi", "cf"}``, percentages with two decimals, as its LAST line):
+Commands (``python -m tl_lightning.evaluate ...``; each prints one JSON object as its LAST line:
+``{"benchmark", "n", "ts", "pi", "cf", "exact_call", "mean_reward", "ci", "categories"}``, rates in
+percent with two decimals, ``ci`` the 95% bootstrap interval of each figure over items):
 
 - ``score --benchmark B --data PATH --predictions P.jsonl``: score a predictions file, one line
   ``{"id", "prediction"}`` per benchmark item in the data file's order (``id`` checked when
@@ -12,10 +14,23 @@ Commands (``python -m tl_lightning.evaluate ...``; each prints one JSON object
 - ``gold --benchmark B --data PATH --output P.jsonl``: write the gold answers as a predictions
   file; scoring it gives the most the benchmark's own rules allow (below 100 where gold answers
   break them, e.g. RoTBench gold calls with empty arguments).
+- ``compare --a A/report.json [...] --b B/report.json [...]``: model A minus model B on the same
+  items, each figure's difference with its paired 95% bootstrap interval (several reports on a
+  side: that model's runs with other seeds).
+
+``--benchmark generic`` reads any format (``--data`` may be a normalized JSONL written by
+``python -m tl_lightning.data convert``, or a synthetic world split such as
+``synthetic:heldout_domains``) and scores the last assistant turn's calls (``metrics.py``).
+
+Bad input (a missing, unreadable, non-UTF-8 or empty file, a malformed record, a predictions file
+that does not match the items) prints one line ``error: file ..., record ..., field ...: reason``
+on stderr and exits with status 2, no traceback, as ``python -m tl_lightning.data`` does.
 
 An item is one gold assistant turn of a trajectory read by ``data.sources.read_trajectories``:
 the LAST assistant turn (RoTBench, BFCL), or the FIRST one for ToolAlpaca (its first gold step);
 ``data.datamodule.gold_turn_index`` has the rule, so the ``eval`` batches score the same turns.
+A BFCL item whose answer record is malformed is unscorable: it counts in ``n`` as failed, and the
+result lists it (``"unscorable": [{"id", "reason"}]``, present only when there are such items).
 ``generate_calls`` is the batched generation step shared with a LightningModule ``test_step``.
 """
 
@@ -35,9 +50,18 @@ import lightning.pytorch as pl
 import torch
 
 from tl_lightning.calls import END_MARKERS, ParseFailure, format_call, parse_call, parse_calls
-from tl_lightning.data.records import DataError, ToolCall, ToolSpec, Trajectory
+from tl_lightning.data.records import DataError, ToolCall, ToolSpec, Trajectory, exit_on_bad_input
 from tl_lightning.data.datamodule import gold_turn_index
-from tl_lightning.metrics import BENCHMARKS, BfclAnswer, ItemScore, ToolCallMetrics, score_item
+from tl_lightning.metrics import (
+    BENCHMARKS,
+    BfclAnswer,
+    ToolCallMetrics,
+    bfcl_unscorable_reason,
+    item_category,
+    score_item,
+)
+from tl_lightning.reward import CATEGORIES, DEFAULT_TABLE
+from tl_lightning.stats import bootstrap_mean, paired_difference
 
 DEFAULT_PROMPT_FORMAT = "codellama"
 
@@ -75,25 +99,40 @@ class EvalItem:
     def scenario(self) -> str | None:
         return self.trajectory.meta.get("scenario")
 
+    @property
+    def unscorable(self) -> str | None:
+        """Why the item cannot be scored (a malformed BFCL answer record), or None."""
+        return bfcl_unscorable_reason(self.bfcl_ground_truth)
+
 
 def load_items(benchmark: str, data_path: str | Path, limit: int | None = None, sample: int | None = None,
                seed: int = 0) -> list[EvalItem]:
     """The benchmark items of ``data_path`` in file order: the first ``limit`` when given, or a
     ``sample`` of that many drawn with ``seed`` (still in file order; files are often sorted by
-    scenario, so the first N would cover one scenario only)."""
+    scenario, so the first N would cover one scenario only). A file without records, or a record
+    without an assistant turn to score, is a ``DataError`` naming the file (and record)."""
     from tl_lightning.data.sources import read_trajectories
 
     if benchmark not in BENCHMARKS:
         raise ValueError(f"unknown benchmark {benchmark!r} (expected one of {BENCHMARKS})")
     if limit is not None and sample is not None:
         raise ValueError("give limit (the first N items) or sample (N items drawn at random), not both")
-    trajectories = read_trajectories(str(data_path), format=benchmark)
+    if (limit is not None and limit < 1) or (sample is not None and sample < 1):
+        raise ValueError(f"limit and sample must be >= 1, got limit={limit}, sample={sample}")
+    # the generic rules score any format (normalized JSONL, the synthetic world, ...)
+    trajectories = read_trajectories(str(data_path), format="auto" if benchmark == "generic" else benchmark)
+    indices = range(len(trajectories))
     if limit is not None:
-        trajectories = trajectories[:limit]
-    if sample is not None and sample < len(trajectories):
-        keep = sorted(random.Random(seed).sample(range(len(trajectories)), sample))
-        trajectories = [trajectories[i] for i in keep]
-    return [EvalItem(t, gold_turn_index(t)) for t in trajectories]
+        indices = indices[:limit]
+    if sample is not None and sample < len(indices):
+        indices = sorted(random.Random(seed).sample(indices, sample))
+    items = []
+    for index in indices:
+        try:
+            items.append(EvalItem(trajectories[index], gold_turn_index(trajectories[index])))
+        except DataError as e:
+            raise e.located(source=str(data_path), index=index) from None
+    return items
 
 
 def gold_prediction(item: EvalItem) -> str:
@@ -105,7 +144,9 @@ def gold_prediction(item: EvalItem) -> str:
 def read_predictions(path: str | Path, items: Sequence[EvalItem]) -> list[str]:
     """The ``prediction`` of each line of a JSONL file, checked against ``items`` (count, order
     by ``id`` when present)."""
-    lines = [line for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    from tl_lightning.data.sources import read_text
+
+    lines = [line for line in read_text(path).splitlines() if line.strip()]
     if len(lines) != len(items):
         raise DataError(f"{len(lines)} predictions for {len(items)} benchmark items (one line per item, "
                         "in the data file's order)", source=str(path))
@@ -135,29 +176,105 @@ def write_predictions(path: str | Path, items: Sequence[EvalItem], predictions: 
 # scoring
 
 
-def score_items(benchmark: str, items: Sequence[EvalItem], predictions: Sequence[str]) -> list[ItemScore]:
-    return [score_item(benchmark, p, item.gold, item.tools, item.bfcl_ground_truth)
-            for item, p in zip(items, predictions)]
+METRICS = ("ts", "pi", "cf", "exact_call")  # pass rates, in percent; beside them the mean IRM reward
 
 
-def percentages(scores: Sequence[ItemScore]) -> dict[str, float]:
-    """TS / PI / CF in percent of ``len(scores)``, two decimals."""
-    n = max(len(scores), 1)
-    return {level: round(100.0 * sum(getattr(s, level) for s in scores) / n, 2) for level in ("ts", "pi", "cf")}
+@dataclass(frozen=True)
+class ItemResult:
+    """One scored item: the benchmark's TS / PI / CF, and the IRM category and reward of the
+    prediction (``exact_call`` = the category is ``exact``; ``metrics.item_category``)."""
+
+    id: str
+    ts: bool
+    pi: bool
+    cf: bool
+    category: str
+    reward: float
+
+    @property
+    def exact_call(self) -> bool:
+        return self.category == "exact"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "ts": self.ts, "pi": self.pi, "cf": self.cf, "exact_call": self.exact_call,
+                "category": self.category, "reward": self.reward}
 
 
-def summary(benchmark: str, scores: Sequence[ItemScore]) -> dict[str, Any]:
-    """The one-line result: ``{"benchmark", "n", "ts", "pi", "cf"}``."""
-    return {"benchmark": benchmark, "n": len(scores), **percentages(scores)}
+def score_items(benchmark: str, items: Sequence[EvalItem], predictions: Sequence[str]) -> list[ItemResult]:
+    results = []
+    for item, prediction in zip(items, predictions, strict=True):
+        score = score_item(benchmark, prediction, item.gold, item.tools, item.bfcl_ground_truth)
+        category = item_category(prediction, item.gold, item.tools)
+        results.append(ItemResult(item.id, score.ts, score.pi, score.cf, category, DEFAULT_TABLE.value(category)))
+    return results
 
 
-def by_scenario(items: Sequence[EvalItem], scores: Sequence[ItemScore]) -> dict[str, dict[str, Any]]:
+def aggregate(results: Sequence[ItemResult], seed: int = 0) -> dict[str, Any]:
+    """``n``, TS / PI / CF / exact-call rate in percent and the mean reward (two decimals), each with
+    its 95% bootstrap interval over items (``ci``: name -> [low, high]), and the count of each IRM
+    category."""
+    if not results:
+        raise ValueError("no items to aggregate")
+    figures: dict[str, Any] = {"n": len(results)}
+    ci: dict[str, list[float]] = {}
+    for name in METRICS:
+        interval = bootstrap_mean([float(getattr(r, name)) for r in results], seed=seed).scaled(100.0)
+        figures[name], ci[name] = round(interval.estimate, 2), [round(interval.low, 2), round(interval.high, 2)]
+    reward = bootstrap_mean([r.reward for r in results], seed=seed)
+    figures["mean_reward"], ci["mean_reward"] = round(reward.estimate, 3), [round(reward.low, 3), round(reward.high, 3)]
+    figures["ci"] = ci
+    figures["categories"] = {c: n for c in CATEGORIES if (n := sum(r.category == c for r in results))}
+    return figures
+
+
+def summary(benchmark: str, results: Sequence[ItemResult], items: Sequence[EvalItem] = ()) -> dict[str, Any]:
+    """The one-line result: ``{"benchmark", "n", "ts", "pi", "cf", "exact_call", "mean_reward", "ci",
+    "categories"}`` (``aggregate``), plus ``"unscorable"`` (id and reason of each unscorable item of
+    ``items``, counted in ``n`` as failed) when there are any."""
+    result = {"benchmark": benchmark, **aggregate(results)}
+    unscorable = [{"id": item.id, "reason": item.unscorable} for item in items if item.unscorable]
+    if unscorable:
+        result["unscorable"] = unscorable
+    return result
+
+
+def by_scenario(items: Sequence[EvalItem], results: Sequence[ItemResult]) -> dict[str, dict[str, Any]]:
     """Per-scenario figures (RoTBench's TG/RS/DU/... split), empty when items carry no scenario."""
-    groups: dict[str, list[ItemScore]] = {}
-    for item, score in zip(items, scores):
+    groups: dict[str, list[ItemResult]] = {}
+    for item, result in zip(items, results):
         if item.scenario is not None:
-            groups.setdefault(str(item.scenario), []).append(score)
-    return {name: {"n": len(group), **percentages(group)} for name, group in sorted(groups.items())}
+            groups.setdefault(str(item.scenario), []).append(result)
+    return {name: aggregate(group) for name, group in sorted(groups.items())}
+
+
+def item_scores(report: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """The per-item figures of a ``report.json`` as ``{id: {metric: value}}`` (pass flags as 0/1)."""
+    try:
+        return {str(i["id"]): {m: float(i[m]) for m in (*METRICS, "reward")} for i in report["items"]}
+    except (KeyError, TypeError) as e:
+        raise DataError(f"not a report.json of this version (items need id, {', '.join(METRICS)}, reward): {e}",
+                        field="items") from None
+
+
+def paired_comparison(reports_a: Sequence[dict[str, Any]], reports_b: Sequence[dict[str, Any]],
+                      seed: int = 0) -> dict[str, Any]:
+    """A minus B on the same items: for each metric the difference of means with its paired 95%
+    bootstrap interval (``stats.paired_difference``). Several reports on one side are runs of one
+    model (seeds) on the same items. Items are matched by id; the sets must be equal."""
+    sides = [[item_scores(r) for r in reports] for reports in (reports_a, reports_b)]
+    ids = sorted(sides[0][0])
+    for side in sides:
+        for scores in side:
+            if sorted(scores) != ids:
+                raise DataError("the reports do not score the same items (compare needs one item set)",
+                                field="items")
+    out: dict[str, Any] = {"n": len(ids), "runs": [len(sides[0]), len(sides[1])]}
+    for metric in (*METRICS, "reward"):
+        scale = 1.0 if metric == "reward" else 100.0
+        a, b = ([[scores[i][metric] for i in ids] for scores in side] for side in sides)
+        diff = paired_difference(a, b, seed=seed).scaled(scale)
+        out[metric] = {"diff": round(diff.estimate, 3), "low": round(diff.low, 3), "high": round(diff.high, 3)}
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -376,29 +493,53 @@ class ToolCallEvaluator(pl.LightningModule):
 # reports
 
 
+def _cell(result: dict[str, Any], name: str) -> str:
+    low, high = result["ci"][name]
+    digits = 3 if name == "mean_reward" else 1
+    return f"{result[name]:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def figures_table(rows: dict[str, dict[str, Any]], first: str = "") -> list[str]:
+    """Markdown rows (one per entry of ``rows``: an ``aggregate`` result) of n, TS / PI / CF /
+    exact-call rate and mean reward, each with its 95% interval."""
+    lines = [f"| {first} | n | TS | PI | CF | exact call | mean reward |", "|---|---|---|---|---|---|---|"]
+    for name, r in rows.items():
+        cells = " | ".join(_cell(r, m) for m in (*METRICS, "mean_reward"))
+        lines.append(f"| {name} | {r['n']} | {cells} |")
+    return lines
+
+
 def write_report(output_dir: Path, result: dict[str, Any], items: Sequence[EvalItem],
-                 predictions: Sequence[str], scores: Sequence[ItemScore], settings: dict[str, Any]) -> None:
-    """``report.json`` (result, settings, per-scenario and per-item scores) and ``report.md``."""
-    scenarios = by_scenario(items, scores)
+                 predictions: Sequence[str], results: Sequence[ItemResult], settings: dict[str, Any]) -> None:
+    """``report.json`` (result, settings, per-scenario and per-item figures) and ``report.md``."""
+    scenarios = by_scenario(items, results)
     unparsable = sum(isinstance(parse_calls(p), ParseFailure) for p in predictions)
     report = {**result, "settings": settings, "unparsable_predictions": unparsable, "by_scenario": scenarios,
-              "items": [{"id": i.id, "ts": s.ts, "pi": s.pi, "cf": s.cf} for i, s in zip(items, scores)]}
+              "items": [r.to_dict() for r in results]}
     (output_dir / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    lines = [f"# {result['benchmark']}: TS / PI / CF", "",
-             "| items | TS | PI | CF |", "|---|---|---|---|",
-             f"| {result['n']} | {result['ts']:.2f} | {result['pi']:.2f} | {result['cf']:.2f} |", ""]
+    lines = [f"# {result['benchmark']}: TS / PI / CF, exact-call rate, mean IRM reward", "",
+             "Percent of items (mean reward: the IRM table's values), with 95% bootstrap intervals over items.", ""]
+    lines += figures_table({"all": result}) + [""]
     if scenarios:
-        lines += ["| scenario | items | TS | PI | CF |", "|---|---|---|---|---|"]
-        lines += [f"| {name} | {r['n']} | {r['ts']:.2f} | {r['pi']:.2f} | {r['cf']:.2f} |"
-                  for name, r in scenarios.items()]
-        lines.append("")
+        lines += figures_table(scenarios, "scenario") + [""]
+    categories = ", ".join(f"{c} {n}" for c, n in result["categories"].items())
+    lines.append(f"IRM categories: {categories}.")
     lines.append(f"Predictions without a parseable call: {unparsable} of {len(predictions)}.")
+    for entry in result.get("unscorable", ()):
+        lines.append(f"Unscorable (counted as failed): `{entry['id']}`: {entry['reason']}")
     lines += ["", "## Settings", ""] + [f"- {k}: `{v}`" for k, v in settings.items()]
     (output_dir / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 # ---------------------------------------------------------------------------------------------
 # command line
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -409,9 +550,10 @@ def _parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=text)
         sub.add_argument("--benchmark", required=True, choices=BENCHMARKS)
         sub.add_argument("--data", required=True, help="benchmark file (BFCL: the question file)")
-        sub.add_argument("--limit", type=int, default=None, help="only the first N items")
-        sub.add_argument("--sample", type=int, default=None,
-                         help="only N items drawn at random with --seed (kept in file order)")
+        subset = sub.add_mutually_exclusive_group()
+        subset.add_argument("--limit", type=_positive_int, default=None, help="only the first N items")
+        subset.add_argument("--sample", type=_positive_int, default=None,
+                            help="only N items drawn at random with --seed (kept in file order)")
         sub.add_argument("--seed", type=int, default=0, help="the seed of --sample")
         if name == "score":
             sub.add_argument("--predictions", required=True, help="JSONL, one {id, prediction} per item")
@@ -429,7 +571,19 @@ def _parser() -> argparse.ArgumentParser:
                              help="cap on padded prompt tokens per batch (rows x longest prompt); 0: no cap")
             sub.add_argument("--max_new_tokens", type=int, default=128)
             sub.add_argument("--output_dir", default="eval_output")
+    compare = commands.add_parser("compare", help="paired differences of two models on the same items")
+    compare.add_argument("--a", nargs="+", required=True, help="report.json of model A (several: its seeds)")
+    compare.add_argument("--b", nargs="+", required=True, help="report.json of model B (several: its seeds)")
     return parser
+
+
+def _read_report(path: str) -> dict[str, Any]:
+    from tl_lightning.data.sources import read_text
+
+    try:
+        return json.loads(read_text(Path(path)))
+    except json.JSONDecodeError as e:
+        raise DataError(f"not JSON: {e}", source=path) from None
 
 
 def _run(args: argparse.Namespace, items: list[EvalItem]) -> tuple[list[str], dict[str, Any]]:
@@ -453,7 +607,13 @@ def _run(args: argparse.Namespace, items: list[EvalItem]) -> tuple[list[str], di
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Run one command; bad input raises ``DataError`` (the process entry point below turns it
+    into one line on stderr and exit status 2, like ``python -m tl_lightning.data``)."""
     args = _parser().parse_args(argv)
+    if args.command == "compare":
+        result = paired_comparison([_read_report(p) for p in args.a], [_read_report(p) for p in args.b])
+        print(json.dumps(result), flush=True)
+        return result
     items = load_items(args.benchmark, args.data, args.limit, args.sample, args.seed)
     if args.command == "score":
         predictions = read_predictions(args.predictions, items)
@@ -463,7 +623,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     else:
         predictions, settings = _run(args, items)
     scores = score_items(args.benchmark, items, predictions)
-    result = summary(args.benchmark, scores)
+    result = summary(args.benchmark, scores, items)
     if args.command == "run":
         output_dir = Path(args.output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -474,4 +634,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except DataError as error:
+        sys.exit(exit_on_bad_input(error))

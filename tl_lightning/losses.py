@@ -142,6 +142,15 @@ def check_response_mask(mask: torch.Tensor) -> None:
         raise ValueError("every response needs at least one token (a response mask row is empty)")
 
 
+def tempered_logits(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """``logits / temperature`` (any shape): the logits of the distribution that sampling at
+    ``temperature`` draws from. The log-probs of sampled rollouts (old, new, reference, hence the
+    KL) come from these, as in TRL; ``temperature=1`` (greedy rollouts) returns ``logits`` as is."""
+    if temperature <= 0:
+        raise ValueError(f"the sampling temperature must be > 0, got {temperature}")
+    return logits if temperature == 1.0 else logits / temperature
+
+
 def gather_logprobs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     """Log-probability of each token under the logits that predict it, in float32.
 

@@ -12,9 +12,19 @@ Rules:
   calls; the item passes a level when SOME candidate passes it. TS: same tool name (a prediction
   named literally ``finish`` also matches a candidate that calls the last tool of the list,
   whatever that tool is named). PI: TS and exactly the same argument keys. CF: PI and equal
-  arguments after deleting, from both, the keys whose gold value is the string ``"None"``; when
-  the candidate calls one of the last two tools of the list (finish, ask_to_user: by POSITION,
-  since the noisy variants rename them) CF = PI.
+  arguments after deleting, from both, the keys whose gold value is the string ``"None"``; values
+  are not compared (CF = PI) when the candidate calls one of the last two tools of the list (by
+  POSITION, since the noisy variants rename finish and ask_to_user) OR a tool NAMED ``finish`` or
+  ``ask_to_user`` wherever it stands (the script renames the last two to those names, then skips
+  the comparison for those names).
+  One quirk of the script is off by default: its CF pass deletes the gold-``"None"`` keys from the
+  prediction itself, and the deletion carries over to the candidates checked after it, so a
+  prediction equal to a later candidate can fail CF (RoTBench First_Turn/clean has one such item:
+  candidates ``nllb(cat, max_length="None")``, ..., ``nllb(dog, max_length="None")``; the call for
+  "dog" loses its ``max_length`` while being checked against "cat" and then no longer has the
+  keys of the "dog" candidate). That makes a score depend on the order of the candidates, so by
+  default each candidate is checked against the prediction as generated; ``none_deletion_carries_over=True``
+  (``score_rotbench``, ``score_item``, ``ToolCallMetrics``) reproduces the script exactly.
   What is compared: the native scorer ``json.loads`` the ReAct ``Action Input`` and compares dicts
   with Python ``==``. We parse any rendering with ``parse_call`` and compare
   ``normalize_value(pred) == normalize_value(gold)`` (the JSON round trip), which is the same
@@ -31,9 +41,31 @@ Rules:
   parameter present, no parameter outside the schema or outside the answer, every answer
   parameter present unless its acceptable list holds ``""``); values (type check with int
   accepted for float; value within the acceptable list, strings compared after BFCL's
-  normalisation). TS = the right functions (a name-preserving matching exists), PI = the right
-  parameter sets too, CF = BFCL's full pass. Where BFCL matches greedily, we find a perfect
-  matching if one exists (greedy can miss one when one prediction fits two expected calls).
+  normalisation; an empty list passes for a list parameter whose acceptable values hold ``""``,
+  as BFCL's list checkers read ``""`` as an empty list). TS = the right functions (a
+  name-preserving matching exists), PI = the right parameter sets too, CF = BFCL's full pass.
+  Where BFCL matches greedily, we find a perfect matching if one exists (greedy can miss one when
+  one prediction fits two expected calls). Answer names map to declared functions as the reader
+  maps them (``bfcl_declared_name``: with a single declared function, its name wins).
+  Irrelevance items (empty ground truth): a prediction without a decodable call passes all three,
+  any call fails all three (BFCL: pass iff nothing decodes, ``[]`` counting as nothing). An item
+  whose answer record is malformed (``{"unscorable": why}``) fails all three. BFCL's Java and
+  JavaScript categories are not scored: the reader refuses them, and a Java/JavaScript-only type
+  name in a schema (``String``, ``long``, ``HashMap``, ...) raises ``ValueError`` here.
+- ``generic`` (the project's own rules, for the synthetic world's held-out splits and any normalized
+  JSONL whose scored assistant turn holds the gold calls): the prediction is a list of calls
+  (``parse_calls``) matched one-to-one, in any order, against an acceptable call set of the gold turn
+  (its calls, or one of its ``alternatives``, e.g. an optional argument given at its default), so
+  the number of calls must match. TS = a name-preserving matching exists, PI = one where every pair
+  also has the same argument keys, CF = one where every value is equal too (``reward.values_equal``:
+  JSON equality, a number equals its string form only for a ``string`` parameter). A gold turn
+  without calls (a final answer) passes all three when nothing decodes as a call. Under these rules
+  CF is the exact-call rate.
+
+Beside TS / PI / CF every item also gets the IRM category and reward of its prediction
+(``reward.classify_call`` against the gold call sets; for BFCL the reader's reference calls, so
+"exact" there is stricter than BFCL's CF, which accepts any listed value): ``exact_call`` is the
+share of items in the ``exact`` category, ``mean_reward`` their mean reward.
 """
 
 from __future__ import annotations
@@ -47,9 +79,15 @@ from torchmetrics import Metric
 
 from tl_lightning.calls import ParseFailure, normalize_value, parse_call, parse_calls
 from tl_lightning.data.records import ToolCall, ToolSpec
-from tl_lightning.data.sources import BfclAnswer, bfcl_answer_from_calls, bfcl_expected_calls
+from tl_lightning.reward import DEFAULT_TABLE, RewardTable, classify_call, values_equal
+from tl_lightning.data.sources import (
+    BfclAnswer,
+    bfcl_answer_from_calls,
+    bfcl_expected_calls,
+    bfcl_unscorable_reason,
+)
 
-BENCHMARKS = ("rotbench", "toolalpaca", "bfcl")
+BENCHMARKS = ("rotbench", "toolalpaca", "bfcl", "generic")
 
 
 class ItemScore(NamedTuple):
@@ -61,6 +99,7 @@ class ItemScore(NamedTuple):
 
 
 FAILED = ItemScore(False, False, False)
+PASSED = ItemScore(True, True, True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -79,41 +118,49 @@ def _single_call_candidates(gold: Sequence[ToolCall] | Sequence[Sequence[ToolCal
     return candidates
 
 
-def _rotbench_rules(prediction: str, gold: Sequence, tools: Sequence[ToolSpec],
-                    content_free: frozenset[str], empty_arguments_fail: bool) -> ItemScore:
+def _rotbench_rules(prediction: str, gold: Sequence, tools: Sequence[ToolSpec], content_free: frozenset[str],
+                    empty_arguments_fail: bool, none_deletion_carries_over: bool = False) -> ItemScore:
     """The RoTBench scoring of one item; ``content_free``: candidate tool names whose values are
-    not compared (CF = PI); ``empty_arguments_fail``: a call without arguments fails all three."""
+    not compared (CF = PI); ``empty_arguments_fail``: a call without arguments fails all three;
+    ``none_deletion_carries_over``: the official script's quirk (module doc)."""
     pred = parse_call(prediction)
     if isinstance(pred, ParseFailure) or (empty_arguments_fail and not pred.arguments):
         return FAILED
     last_tool = tools[-1].name if tools else None
     pred_args = normalize_value(pred.arguments)
+    # what CF compares: the script's CF pass deletes from the prediction as it goes (quirk)
+    cf_args = dict(pred_args) if none_deletion_carries_over else pred_args
     best = FAILED
     for cand in _single_call_candidates(gold):
         same_name = pred.name == cand.name or (pred.name == "finish" and cand.name == last_tool)
         if not same_name:
             continue
         gold_args = normalize_value(cand.arguments)
-        same_keys = set(gold_args) == set(pred_args)
-        if not same_keys:
-            best = max(best, ItemScore(True, False, False))
+        best = max(best, ItemScore(True, set(gold_args) == set(pred_args), False))
+        # CF re-checks the keys, against the prediction as the quirk left it (a carried-over
+        # deletion follows a key match, so a CF pass here still implies PI)
+        if set(gold_args) != set(cf_args):
             continue
-        if cand.name in content_free:
-            return ItemScore(True, True, True)
         ignored = {k for k, v in gold_args.items() if v == "None"}
+        if none_deletion_carries_over:
+            for key in ignored:
+                del cf_args[key]
         same_values = ({k: v for k, v in gold_args.items() if k not in ignored}
-                       == {k: v for k, v in pred_args.items() if k not in ignored})
-        if same_values:
+                       == {k: v for k, v in cf_args.items() if k not in ignored})
+        if same_values or cand.name in content_free:
             return ItemScore(True, True, True)
-        best = max(best, ItemScore(True, True, False))
     return best
 
 
-def score_rotbench(prediction: str, gold_candidates: Sequence, tools: Sequence[ToolSpec]) -> ItemScore:
+def score_rotbench(prediction: str, gold_candidates: Sequence, tools: Sequence[ToolSpec],
+                   none_deletion_carries_over: bool = False) -> ItemScore:
     """RoTBench's TS/PI/CF of one prediction against its candidate calls (see the module doc).
-    ``tools`` in list order: the last two are finish and ask_to_user."""
-    content_free = frozenset(t.name for t in tools[-2:])
-    return _rotbench_rules(prediction, gold_candidates, tools, content_free, empty_arguments_fail=True)
+    ``tools`` in list order: the last two are ask_to_user and finish (whatever their names); a
+    candidate calling one of them, or a tool named ``finish`` / ``ask_to_user``, has its values
+    left uncompared."""
+    content_free = frozenset(t.name for t in tools[-2:]) | {"finish", "ask_to_user"}
+    return _rotbench_rules(prediction, gold_candidates, tools, content_free, empty_arguments_fail=True,
+                           none_deletion_carries_over=none_deletion_carries_over)
 
 
 def score_toolalpaca(prediction: str, gold_candidates: Sequence, tools: Sequence[ToolSpec]) -> ItemScore:
@@ -131,6 +178,10 @@ _BFCL_TYPES: dict[str, type] = {
     "array": list, "tuple": list, "dict": dict, "object": dict, "any": str,
 }
 _BFCL_STRIP = re.compile(r"[ ,./\-_*^]")
+# Type names only BFCL's Java / JavaScript categories use (its JAVA_TYPE_CONVERSION and
+# JS_TYPE_CONVERSION): their values need BFCL's conversion rules, which are not implemented.
+_BFCL_CONVERTED_TYPES = frozenset({"byte", "short", "long", "double", "char", "Array", "ArrayList", "Set",
+                                   "HashMap", "Hashtable", "Queue", "Stack", "String", "Bigint", "Boolean"})
 
 
 def bfcl_normalize_string(text: str) -> str:
@@ -155,6 +206,10 @@ def _bfcl_type_ok(value: Any, schema: dict[str, Any], acceptable: list[Any]) -> 
     """(type accepted, value is a "variable"). BFCL accepts the schema's type, or the type of the
     acceptable values when they differ from the schema (a variable name in place of a value);
     list items are checked one level deep against the schema's ``items`` type."""
+    if schema.get("type") in _BFCL_CONVERTED_TYPES:
+        raise ValueError(f"parameter type {schema['type']!r} belongs to BFCL's Java/JavaScript categories, whose "
+                         "values BFCL converts with its own type rules; they are not supported (scoring them "
+                         "with the Python rules would be wrong)")
     expected = _BFCL_TYPES.get(str(schema.get("type")))
     answer_type = _answer_type(acceptable)
     is_variable = expected is not None and answer_type is not None and answer_type is not expected
@@ -196,17 +251,18 @@ def _bfcl_value_ok(value: Any, schema: dict[str, Any], acceptable: list[Any]) ->
     items = schema.get("items") or {}
     if isinstance(value, dict):
         return _bfcl_dict_ok(value, acceptable)
-    if isinstance(value, list) and _BFCL_TYPES.get(str(items.get("type"))) is dict:
-        return any(isinstance(answer, list) and len(answer) == len(value)
-                   and all(isinstance(v, dict) and _bfcl_dict_ok(v, [a]) for v, a in zip(value, answer))
-                   for answer in acceptable)
+    if isinstance(value, list):
+        # BFCL's list checkers iterate each acceptable value: the omission marker "" reads as []
+        lists = [[] if answer == "" else answer for answer in acceptable]
+        if _BFCL_TYPES.get(str(items.get("type"))) is dict:
+            return any(isinstance(answer, list) and len(answer) == len(value)
+                       and all(isinstance(v, dict) and _bfcl_dict_ok(v, [a]) for v, a in zip(value, answer))
+                       for answer in lists)
+        normalized = [_normalized(v) for v in value]
+        return any(isinstance(answer, list) and normalized == [_normalized(a) for a in answer] for answer in lists)
     if isinstance(value, str):
         return bfcl_normalize_string(value) in [bfcl_normalize_string(a) for a in acceptable
                                                 if isinstance(a, str)]
-    if isinstance(value, list):
-        normalized = [_normalized(v) for v in value]
-        return any(isinstance(answer, list) and normalized == [_normalized(a) for a in answer]
-                   for answer in acceptable)
     return value in acceptable
 
 
@@ -248,8 +304,13 @@ def _has_perfect_matching(n: int, allowed: Callable[[int, int], bool]) -> bool:
 
 def score_bfcl(prediction: str, ground_truth: BfclAnswer, tools: Sequence[ToolSpec]) -> ItemScore:
     """BFCL's AST check of one prediction (any number of calls) against ``ground_truth`` (one
-    ``{name: {param: [acceptable]}}`` per expected call); see the module doc for TS/PI/CF."""
+    ``{name: {param: [acceptable]}}`` per expected call; none for an irrelevance item; or the
+    unscorable marker); see the module doc for TS/PI/CF."""
+    if bfcl_unscorable_reason(ground_truth) is not None:
+        return FAILED
     preds = parse_calls(prediction)
+    if not ground_truth:  # irrelevance: abstaining passes, any call fails
+        return PASSED if isinstance(preds, ParseFailure) else FAILED
     if isinstance(preds, ParseFailure) or len(preds) != len(ground_truth):
         return FAILED
     tools_by_name = {t.name: t for t in tools}
@@ -269,20 +330,78 @@ def is_bfcl_answer(ground_truth: Any) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------
+# generic: call sets of the gold turn
+
+
+def _gold_call_sets(gold: Sequence) -> list[tuple[ToolCall, ...]]:
+    """Gold as call sets: ``Message.acceptable()`` already is; a bare ``ToolCall`` is a set of one."""
+    return [(entry,) if isinstance(entry, ToolCall) else tuple(entry) for entry in gold]
+
+
+def _generic_call_level(pred: ToolCall, gold: ToolCall, tools_by_name: dict[str, ToolSpec]) -> int:
+    """How far one predicted call gets against one gold call: 0 wrong tool, 1 right tool, 2 right
+    argument keys, 3 right values."""
+    if pred.name != gold.name:
+        return 0
+    if set(pred.arguments) != set(gold.arguments):
+        return 1
+    tool = tools_by_name.get(gold.name)
+    properties = tool.properties if tool is not None and isinstance(tool.properties, dict) else {}
+    same = all(values_equal(pred.arguments[k], v, properties.get(k)) for k, v in gold.arguments.items())
+    return 3 if same else 2
+
+
+def score_generic(prediction: str, gold: Sequence, tools: Sequence[ToolSpec]) -> ItemScore:
+    """The ``generic`` rules (module doc): the prediction's calls against the best acceptable call
+    set of the gold turn, matched one-to-one in any order."""
+    preds = parse_calls(prediction)
+    sets = _gold_call_sets(gold)
+    if any(not calls for calls in sets):  # the turn answers without a call
+        return ItemScore(True, True, True) if isinstance(preds, ParseFailure) else FAILED
+    if isinstance(preds, ParseFailure):
+        return FAILED
+    tools_by_name = {t.name: t for t in tools}
+    best = FAILED
+    for calls in sets:
+        if len(calls) != len(preds):
+            continue
+        levels = [[_generic_call_level(p, g, tools_by_name) for g in calls] for p in preds]
+        passed = ItemScore(*(_has_perfect_matching(len(preds), lambda p, e, lv=level: levels[p][e] >= lv)
+                             for level in (1, 2, 3)))
+        best = max(best, passed)
+    return best
+
+
+def item_category(prediction: str, gold: Sequence, tools: Sequence[ToolSpec],
+                  table: RewardTable = DEFAULT_TABLE) -> str:
+    """The IRM category of an item's prediction (``reward.classify_call`` against the gold call
+    sets). A gold turn that answers without a call (irrelevance, a final answer) has no call to
+    compare: abstaining is ``exact`` there, and any call is scored as a call to the wrong tool (or
+    to an unknown one) by ``classify_call``."""
+    sets = _gold_call_sets(gold)
+    if any(not calls for calls in sets) and isinstance(parse_calls(prediction), ParseFailure):
+        return "exact"
+    return classify_call(prediction, [calls for calls in sets if calls], tools, table)
+
+
+# ---------------------------------------------------------------------------------------------
 # one entry point, one Metric
 
 
 def score_item(benchmark: str, prediction: str, gold: Sequence, tools: Sequence[ToolSpec],
-               bfcl_ground_truth: BfclAnswer | None = None) -> ItemScore:
+               bfcl_ground_truth: BfclAnswer | None = None, none_deletion_carries_over: bool = False) -> ItemScore:
     """Score one item. ``gold``: the gold turn's ``Message.acceptable()`` (call sets) or a list of
     candidate calls; ``bfcl_ground_truth``: BFCL's acceptable-value lists (``bfcl`` only; when
-    absent, or BFCL exec_* call strings, the first gold call set is the only answer)."""
+    absent, or BFCL exec_* call strings, the first gold call set is the only answer);
+    ``none_deletion_carries_over``: RoTBench's script quirk (``rotbench`` only; module doc)."""
     if benchmark == "rotbench":
-        return score_rotbench(prediction, gold, tools)
+        return score_rotbench(prediction, gold, tools, none_deletion_carries_over)
     if benchmark == "toolalpaca":
         return score_toolalpaca(prediction, gold, tools)
+    if benchmark == "generic":
+        return score_generic(prediction, gold, tools)
     if benchmark == "bfcl":
-        if not is_bfcl_answer(bfcl_ground_truth):
+        if not is_bfcl_answer(bfcl_ground_truth) and bfcl_unscorable_reason(bfcl_ground_truth) is None:
             first = gold[0] if gold else ()
             bfcl_ground_truth = bfcl_answer_from_calls([first] if isinstance(first, ToolCall) else first)
         return score_bfcl(prediction, bfcl_ground_truth, tools)
@@ -290,23 +409,26 @@ def score_item(benchmark: str, prediction: str, gold: Sequence, tools: Sequence[
 
 
 class ToolCallMetrics(Metric):
-    """TS / PI / CF in percent over all items seen, summed across processes.
+    """TS / PI / CF, exact-call rate and mean IRM reward over all items seen, summed across processes.
 
     ``update(predictions, gold, tools, bfcl_ground_truth=None)`` takes one batch as lists of equal
     length (the ``eval`` batch's ``gold`` and ``tools``); ``compute()`` returns
-    ``{"ts", "pi", "cf"}`` as float tensors in [0, 100].
+    ``{"ts", "pi", "cf", "exact_call"}`` as float tensors in [0, 100] and ``"mean_reward"``.
+    ``none_deletion_carries_over``: RoTBench's script quirk (module doc), off by default.
     """
 
     full_state_update = False
     higher_is_better = True
 
-    def __init__(self, benchmark: str, **kwargs: Any) -> None:
+    def __init__(self, benchmark: str, none_deletion_carries_over: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if benchmark not in BENCHMARKS:
             raise ValueError(f"unknown benchmark {benchmark!r} (expected one of {BENCHMARKS})")
         self.benchmark = benchmark
-        for name in ("ts", "pi", "cf", "total"):
+        self.none_deletion_carries_over = none_deletion_carries_over
+        for name in ("ts", "pi", "cf", "exact_call", "total"):
             self.add_state(name, default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+        self.add_state("reward", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
 
     def update(self, predictions: Sequence[str], gold: Sequence[Sequence], tools: Sequence[Sequence[ToolSpec]],
                bfcl_ground_truth: Sequence[BfclAnswer | None] | None = None) -> None:
@@ -317,13 +439,18 @@ class ToolCallMetrics(Metric):
         if len(answers) != len(predictions):
             raise ValueError(f"bfcl_ground_truth has {len(answers)} entries for {len(predictions)} items")
         for prediction, item_gold, item_tools, answer in zip(predictions, gold, tools, answers):
-            score = score_item(self.benchmark, prediction, item_gold, item_tools, answer)
+            score = score_item(self.benchmark, prediction, item_gold, item_tools, answer,
+                               self.none_deletion_carries_over)
+            category = item_category(prediction, item_gold, item_tools)
             self.ts += int(score.ts)
             self.pi += int(score.pi)
             self.cf += int(score.cf)
+            self.exact_call += int(category == "exact")
+            self.reward += DEFAULT_TABLE.value(category)
         self.total += len(predictions)
 
     def compute(self) -> dict[str, torch.Tensor]:
         denominator = self.total.clamp(min=1).double()
-        return {name: (getattr(self, name).double() * 100.0 / denominator).float()
-                for name in ("ts", "pi", "cf")}
+        shares = {name: (getattr(self, name).double() * 100.0 / denominator).float()
+                  for name in ("ts", "pi", "cf", "exact_call")}
+        return {**shares, "mean_reward": (self.reward / denominator).float()}

@@ -6,7 +6,8 @@ One training step = one PPO iteration on a batch of ``stage="rl"`` prompts:
 1. rollouts: batched ``generate`` with the KV cache (greedy by default), each row stopping at
    eos or at an end-of-turn marker (``</s>``, ``<|im_end|>``, ...);
 2. the responses are decoded and scored with ``irm_reward`` (its category is logged);
-3. actor, reference and critic forward passes give old log-probs, reference log-probs, values;
+3. actor, reference and critic forward passes give old log-probs, reference log-probs (both from
+   ``logits / temperature`` when sampling, like the update's new log-probs), values;
    per-token rewards (KL penalty + clipped score on the last token) and GAE advantages follow;
 4. ``ppo_epochs`` passes over minibatches, each an actor update and a critic update, with
    gradient clipping (manual optimization: two optimizers).
@@ -58,6 +59,7 @@ from tl_lightning.losses import (
     masked_whiten,
     ppo_policy_loss,
     ppo_value_loss,
+    tempered_logits,
     token_entropy,
 )
 from tl_lightning.modeling import SMOLLM2, LoraOptions, ValueHead, load_model, load_tokenizer
@@ -279,13 +281,18 @@ def last_hidden_state(model: nn.Module, **inputs: Any) -> torch.Tensor:
 
 def disable_dropout(model: nn.Module) -> None:
     """Dropout off everywhere (LoRA's included): PPO's ratio compares the same network's
-    log-probs in rollout and update, which dropout noise would blur."""
+    log-probs in rollout and update, which dropout noise would blur.
+
+    Switched off on the modules themselves: ``nn.Dropout`` layers (LoRA's too), and every float
+    attribute named ``*dropout*`` (HF attention modules copy ``config.attention_dropout`` into
+    one when they are built, so editing the config afterwards changes nothing). Call it again
+    after adding modules (an adapter)."""
     for module in model.modules():
         if isinstance(module, nn.Dropout):
             module.p = 0.0
-    config = getattr(model, "config", None)
-    if config is not None and hasattr(config, "attention_dropout"):
-        config.attention_dropout = 0.0
+        for name, value in list(vars(module).items()):
+            if "dropout" in name and isinstance(value, float):
+                setattr(module, name, 0.0)
 
 
 def _lora_from(value: LoraOptions | dict | None) -> LoraOptions | None:
@@ -500,11 +507,18 @@ class IRMPPOModule(pl.LightningModule):
         return {"input_ids": rollout.sequences, "attention_mask": rollout.attention_mask,
                 "position_ids": rollout.position_ids}
 
+    @property
+    def rollout_temperature(self) -> float:
+        """The temperature the rollouts are drawn at: ``temperature`` when sampling, 1 when greedy."""
+        return self.hparams.temperature if self.hparams.do_sample else 1.0
+
     def policy_logits(self, model: nn.Module, rollout: Rollout) -> torch.Tensor:
-        """(B, R, V) logits that predict the response tokens (only those positions are projected)."""
+        """(B, R, V) logits that predict the response tokens (only those positions are projected),
+        divided by ``rollout_temperature``: every log-prob PPO takes from them (old, new, reference,
+        hence the KL) and the entropy are those of the distribution the tokens were drawn from."""
         R = rollout.response_mask.shape[1]
         out = model(**self._forward_inputs(rollout), logits_to_keep=R + 1, use_cache=False)
-        return out.logits[:, :-1]
+        return tempered_logits(out.logits[:, :-1], self.rollout_temperature)
 
     def values(self, rollout: Rollout) -> torch.Tensor:
         """(B, R) critic values of the states before each response token."""

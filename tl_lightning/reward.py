@@ -19,14 +19,33 @@ Value comparison (after ``normalize_value``, i.e. as JSON sees values; ``values_
 - lists compare element-wise in order (with the schema's ``items``), objects key-set and
   value-wise (with the schema's ``properties``).
 
-Inputs: the prediction is generated text (parsed with ``calls.parse_calls``; the IRM reward is
-defined for one call, so when the text holds several calls the first is scored) or a ``ToolCall``.
-``gold`` is a ``ToolCall``, a call text, or a list of acceptable alternatives (each may itself be a
-call set, e.g. a ``Message.acceptable()`` entry, whose calls all count as acceptable); the best
-reward wins. A gold text that does not parse cannot be matched and is skipped, so a prediction
-never raises on any gold; with no usable gold left, a parsed call to a listed tool is
-``wrong_tool``. ``tools`` are ``ToolSpec``s or OpenAI-style dicts (a malformed dict is a data
-error: ``DataError``).
+Inputs: the prediction is generated text (all its calls, read with ``calls.parse_calls``) or a
+``ToolCall``. ``gold`` is a ``ToolCall``, a call text, or a list of acceptable alternatives; an
+alternative is a call SET: a ``ToolCall``, a call text (all its calls) or a list of them (a
+``Message.acceptable()`` entry). The best reward over the alternatives wins. An alternative with a
+part that cannot be matched (a text that does not parse, arguments that are not an object) is
+skipped, so a prediction never raises on any gold; with no usable alternative left, a parsed call
+to a listed tool is ``wrong_tool``. ``tools`` are ``ToolSpec``s or OpenAI-style dicts (a malformed
+dict is a data error: ``DataError``).
+
+A turn against one call set (the paper's reward is one value per turn):
+
+- a set of ONE call is the paper's single-call reward, and a prediction of one call is scored
+  exactly as the paper scores it; extra calls beside it are not free (see below: REDUNDANT), so a
+  policy cannot hedge by calling several tools;
+- a set of several calls (parallel calls) needs all of them, in any order. Any predicted call to a
+  tool that is not listed makes the turn ``unparsable_or_unknown_tool``. Otherwise predicted and
+  gold calls are paired one to one, as many pairs as the smaller side has (so a wrong call in
+  place of a gold one is a wrong tool, not a cheaper missing call plus an extra one), and the turn
+  is classified like one call (``RewardTable``'s order: wrong tool, then the hallucinated /
+  redundant / missing combinations, then values) over the union of what its parts show: a pair
+  naming different tools is a wrong tool; a pair's hallucinated, redundant and missing keys and
+  differing values count for the turn; a gold call left unpaired is MISSING (like a gold key the
+  prediction lacks) and a predicted call left over is REDUNDANT (like a schema key the gold does
+  not use). Of all pairings, the one with the best reward under the table counts. E.g. one call
+  exact and the other lacking a key is ``redundant_or_missing``; a call missing and the other with
+  a surplus key is ``redundant_and_missing``; one call of a two-call gold, exact, is
+  ``redundant_or_missing``.
 """
 
 from __future__ import annotations
@@ -37,7 +56,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import astuple, dataclass, fields
 from typing import Any, Union
 
-from tl_lightning.calls import ParseFailure, normalize_value, parse_call, parse_calls
+from tl_lightning.calls import ParseFailure, normalize_value, parse_calls
 from tl_lightning.data.records import ToolCall, ToolSpec
 
 Gold = Union[ToolCall, str, Sequence[Any]]
@@ -143,37 +162,64 @@ def _tool_properties(tools: Iterable[ToolSpec | dict[str, Any]]) -> dict[str, di
     return by_name
 
 
-def _predicted_call(prediction: str | ToolCall) -> ToolCall | None:
+def _predicted_calls(prediction: str | ToolCall) -> list[ToolCall] | None:
+    """The calls of a prediction, in order; None when it holds none."""
     if isinstance(prediction, ToolCall):
-        return prediction if isinstance(prediction.arguments, dict) else None
+        return [prediction] if isinstance(prediction.arguments, dict) else None
     calls = parse_calls(prediction)
-    return None if isinstance(calls, ParseFailure) else calls[0]
+    return None if isinstance(calls, ParseFailure) else calls
 
 
-def _gold_calls(gold: Gold) -> list[ToolCall]:
-    """Every acceptable gold call, flattened from a call, a call text or (nested) lists of them."""
-    if isinstance(gold, ToolCall):
-        return [gold] if isinstance(gold.arguments, dict) else []
-    if isinstance(gold, str):
-        call = parse_call(gold)
-        return [call] if isinstance(call, ToolCall) else []
-    if isinstance(gold, Sequence):
-        return [call for alternative in gold for call in _gold_calls(alternative)]
-    raise TypeError(f"gold must be a ToolCall, a call text or a list of them, got {type(gold).__name__}")
+def _call_set(alternative: Any) -> tuple[ToolCall, ...] | None:
+    """The calls of one gold alternative (a call, a call text, or a list of them); None when a
+    part of it cannot be matched."""
+    if isinstance(alternative, ToolCall):
+        return (alternative,) if isinstance(alternative.arguments, dict) else None
+    if isinstance(alternative, str):
+        calls = parse_calls(alternative)
+        return None if isinstance(calls, ParseFailure) else tuple(calls)
+    if isinstance(alternative, Sequence):
+        parts = [_call_set(part) for part in alternative]
+        return None if not parts or None in parts else tuple(call for part in parts for call in part)
+    raise TypeError(f"gold must be a ToolCall, a call text or a list of them, got {type(alternative).__name__}")
+
+
+def _gold_sets(gold: Gold) -> list[tuple[ToolCall, ...]]:
+    """The usable acceptable call sets of ``gold`` (module docstring)."""
+    alternatives = [gold] if isinstance(gold, (ToolCall, str)) else gold
+    if not isinstance(alternatives, Sequence):
+        raise TypeError(f"gold must be a ToolCall, a call text or a list of them, got {type(gold).__name__}")
+    return [calls for calls in map(_call_set, alternatives) if calls is not None]
 
 
 # ---------------------------------------------------------------------------------------------
 # categories
 
 
-def _category_against(call: ToolCall, gold: ToolCall, properties: dict[str, Any]) -> str:
-    """The category of ``call`` (to a listed tool, schema ``properties``) against one gold call."""
+def _pair_facts(call: ToolCall, gold: ToolCall, properties: dict[str, Any]) -> frozenset[str]:
+    """What pairing ``call`` (to a listed tool, schema ``properties``) with one gold call shows:
+    ``wrong_tool``, or any of ``hallucinated``, ``redundant``, ``missing``, ``wrong_value``."""
     if call.name != gold.name:
-        return "wrong_tool"
+        return frozenset({"wrong_tool"})
     predicted, expected = set(call.arguments), set(gold.arguments)
-    hallucinated = bool(predicted - set(properties) - expected)
-    redundant = bool((predicted & set(properties)) - expected)
-    missing = bool(expected - predicted)
+    facts = set()
+    if predicted - set(properties) - expected:
+        facts.add("hallucinated")
+    if (predicted & set(properties)) - expected:
+        facts.add("redundant")
+    if expected - predicted:
+        facts.add("missing")
+    if not all(values_equal(call.arguments[k], gold.arguments[k], properties.get(k)) for k in expected & predicted):
+        facts.add("wrong_value")
+    return frozenset(facts)
+
+
+def _category_of(facts: frozenset[str]) -> str:
+    """The category of a call or turn that shows ``facts`` (``_pair_facts``), tested in
+    ``RewardTable`` order."""
+    if "wrong_tool" in facts:
+        return "wrong_tool"
+    hallucinated, redundant, missing = ("hallucinated" in facts, "redundant" in facts, "missing" in facts)
     if hallucinated and redundant and missing:
         return "hallucinated_redundant_missing"
     if hallucinated and (redundant or missing):
@@ -184,20 +230,51 @@ def _category_against(call: ToolCall, gold: ToolCall, properties: dict[str, Any]
         return "hallucinated"
     if redundant or missing:
         return "redundant_or_missing"
-    same = all(values_equal(call.arguments[k], gold.arguments[k], properties.get(k)) for k in expected)
-    return "exact" if same else "wrong_value"
+    return "wrong_value" if "wrong_value" in facts else "exact"
+
+
+def _pairing_facts(pair_facts: list[list[frozenset[str]]]) -> set[frozenset[str]]:
+    """The union of pair facts of every one-to-one pairing of m predicted with n gold calls that
+    pairs min(m, n) of them; ``pair_facts[i][j]`` is the facts of predicted i with gold j.
+
+    Predicted calls are placed one at a time, keeping each reachable (gold calls used, facts)
+    state: at most 2**n * 32 states per step, so a prediction with many calls stays cheap."""
+    m, n = len(pair_facts), len(pair_facts[0])
+    pairs = min(m, n)
+    states = {(0, frozenset())}  # (bitmask of the gold calls used, facts so far)
+    for i, row in enumerate(pair_facts):
+        placed = set()
+        for used, facts in states:
+            if i - used.bit_count() < m - pairs:  # call i may stay unpaired
+                placed.add((used, facts))
+            placed.update((used | 1 << j, facts | row[j]) for j in range(n) if not used & 1 << j)
+        states = placed
+    return {facts for used, facts in states if used.bit_count() == pairs}
+
+
+def _turn_categories(calls: list[ToolCall], gold_set: tuple[ToolCall, ...],
+                     properties: dict[str, dict[str, Any]]) -> set[str]:
+    """Every category the predicted ``calls`` can get against one gold call set, one per pairing
+    (module docstring); ``properties``: listed tool name -> schema properties."""
+    if any(call.name not in properties for call in calls):
+        return {"unparsable_or_unknown_tool"}
+    surplus = frozenset({"missing"} if len(calls) < len(gold_set) else {"redundant"} if len(calls) > len(gold_set)
+                        else ())
+    pair_facts = [[_pair_facts(call, g, properties[call.name]) for g in gold_set] for call in calls]
+    return {_category_of(facts | surplus) for facts in _pairing_facts(pair_facts)}
 
 
 def classify_call(prediction: str | ToolCall, gold: Gold, tools: Iterable[ToolSpec | dict[str, Any]],
                   table: RewardTable | None = None) -> str:
     """The IRM category (one of ``CATEGORIES``) of ``prediction``: the best, under ``table``'s
-    rewards, over the acceptable gold calls. Never raises on any prediction text."""
+    rewards, over the acceptable gold call sets. Never raises on any prediction text."""
     table = table or DEFAULT_TABLE
-    call = _predicted_call(prediction)
+    gold_sets = _gold_sets(gold)
+    calls = _predicted_calls(prediction)
     properties = _tool_properties(tools)
-    if call is None or call.name not in properties:
+    if calls is None or calls[0].name not in properties:
         return "unparsable_or_unknown_tool"
-    categories = [_category_against(call, g, properties[call.name]) for g in _gold_calls(gold)]
+    categories = set().union(*(_turn_categories(calls, s, properties) for s in gold_sets))
     return max(categories, key=table.value, default="wrong_tool")
 
 

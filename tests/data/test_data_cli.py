@@ -1,10 +1,12 @@
-"""``python -m tl_lightning.data inspect|convert``."""
+"""``python -m tl_lightning.data inspect|convert``; bad input through the real command."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -88,3 +90,19 @@ def test_module_entry_point_runs():
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["trajectories"] == 5
+
+
+@pytest.mark.parametrize("name, content, argv, message", [
+    ("latin1.json", "[{\"id\": \"caf\u00e9\"}]".encode("latin-1"), [], "error: file latin1.json: not UTF-8 text"),
+    ("empty.json", b"[]", ["--format", "rotbench"], "error: file empty.json: no records"),
+    ("blank.json", b"", ["--format", "openai"], "error: file blank.json: no records"),
+    ("blank.jsonl", b"\n", [], "error: file blank.jsonl: no records"),
+    ("good.jsonl", b"{}", ["--format", "bogus"], "error: argument --format: invalid choice: 'bogus'"),
+])
+def test_bad_input_through_the_command_is_one_line_and_exit_status_2(name, content, argv, message, tmp_path):
+    (tmp_path / name).write_bytes(content)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    done = subprocess.run([sys.executable, "-m", "tl_lightning.data", "inspect", name, *argv], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stdout == "" and "Traceback" not in done.stderr, done.stderr
+    assert message in done.stderr.strip().splitlines()[-1]

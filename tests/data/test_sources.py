@@ -552,6 +552,23 @@ def test_truncated_files(tmp_path, fmt, good):
     assert len(trajs) == 1 and report.skipped == 1
 
 
+@pytest.mark.parametrize("fmt,good", [(f, g) for f, (g, _) in TEXT_FORMAT_CASES.items()])
+def test_non_utf8_and_empty_files_are_data_errors(tmp_path, fmt, good):
+    latin = tmp_path / f"{fmt}.json"
+    latin.write_bytes(f'[{json.dumps(good())}, "caf\u00e9"]'.encode("latin-1"))
+    with pytest.raises(DataError, match="not UTF-8 text") as err:
+        read_trajectories(latin, format=fmt, on_error="skip")  # no record to skip: the file fails
+    assert err.value.source == str(latin)
+    for name, text in (("empty.json", "[]"), ("blank.json", ""), ("blank.jsonl", "\n")):
+        (tmp_path / name).write_text(text)
+        with pytest.raises(DataError, match="no records"):
+            read_trajectories(tmp_path / name, format=fmt)
+    # records that were all skipped are reported, not an error
+    only_bad = _write(tmp_path / "bad.jsonl", ["not a record"], jsonl=True)
+    trajs, report = read_trajectories_with_report(only_bad, format=fmt, on_error="skip")
+    assert trajs == [] and report.skipped == 1
+
+
 # ---------------------------------------------------------------------------------------------
 # broken records of the benchmark formats, written beside copies of their side files
 
@@ -574,18 +591,16 @@ def _bfcl_files(shared_data, tmp_path, mutate):
     mutate(questions, answers)
     qf = _write(tmp_path / "BFCL_v3_simple.json", questions, jsonl=True)
     (tmp_path / "possible_answer").mkdir()
-    _write(tmp_path / "possible_answer" / "BFCL_v3_simple.json", answers, jsonl=True)
+    lines = [r if isinstance(r, str) else json.dumps(r) for r in answers]  # a str: a line as written
+    (tmp_path / "possible_answer" / "BFCL_v3_simple.json").write_text("\n".join(lines), encoding="utf-8")
     return qf
 
 
-# simple_1's answer is {"math.factorial": {"number": [5]}}
+# question-side defects, and a question without any answer record: errors of that record
 BFCL_CASES = [
     ("missing tool list", lambda q, a: q[1].pop("function"), "function"),
-    ("undeclared tool", lambda q, a: a[1]["ground_truth"].__setitem__(0, {"nope": {"number": [5]}}),
-     "messages[1].calls[0].name"),
-    ("non-dict arguments", lambda q, a: a[1]["ground_truth"].__setitem__(0, {"math.factorial": [5]}),
-     "possible_answer.ground_truth[0].math.factorial"),
     ("wrong type", lambda q, a: q[1].update(question="hi"), "question"),
+    ("no answer", lambda q, a: a[1].update(id="simple_999"), "id"),
 ]
 
 
@@ -604,6 +619,80 @@ def test_bfcl_broken_records(shared_data, tmp_path, name, mutate, fld):
     qf = _bfcl_files(shared_data, tmp_path, mutate)
     err = _raises_then_skips(qf)
     assert (err.index, err.record_id, err.field) == (1, "simple_1", fld)
+
+
+def _two_functions(q, a):
+    q[1]["function"].append(dict(q[1]["function"][0], name="math.gamma"))
+
+
+# simple_1's answer is {"math.factorial": {"number": [5]}}; (name, mutate, what the reason names)
+BFCL_MALFORMED_ANSWERS = [
+    ("non-dict arguments", lambda q, a: a[1]["ground_truth"].__setitem__(0, {"math.factorial": [5]}),
+     "possible_answer.ground_truth[0].math.factorial"),
+    ("empty ground truth", lambda q, a: a[1].update(ground_truth=[]), "possible_answer.ground_truth"),
+    ("undeclared function among several",
+     lambda q, a: (_two_functions(q, a), a[1]["ground_truth"].__setitem__(0, {"nope": {"number": [5]}})),
+     "'nope', which is not among the declared functions"),
+    ("answer without id", lambda q, a: a[1].pop("id"), "record 1: an answer record must be an object"),
+    ("answer line not JSON", lambda q, a: a.__setitem__(1, "BROKEN"), "record 1: invalid JSON on line 2"),
+]
+
+
+@pytest.mark.parametrize("name,mutate,reason", BFCL_MALFORMED_ANSWERS, ids=[c[0] for c in BFCL_MALFORMED_ANSWERS])
+def test_bfcl_malformed_answer_makes_only_that_item_unscorable(shared_data, tmp_path, name, mutate, reason):
+    """A broken answer record used to make the whole file unreadable (or its item an error); now
+    the item is read with no gold call and ``bfcl_ground_truth = {"unscorable": why}``."""
+    qf = _bfcl_files(shared_data, tmp_path, mutate)
+    trajs = read_trajectories(qf)  # on_error="raise": nothing raises
+    assert [t.id for t in trajs] == ["simple_0", "simple_1", "simple_2"]
+    unscorable = trajs[1].meta["bfcl_ground_truth"]["unscorable"]
+    assert reason in unscorable and "possible_answer" in unscorable
+    assert trajs[1].messages[-1].calls == ()
+    assert trajs[0].messages[-1].calls and trajs[2].messages[-1].calls
+    assert isinstance(trajs[2].meta["bfcl_ground_truth"], list)
+
+
+def test_bfcl_single_function_name_wins_when_reading(shared_data, tmp_path):
+    """With one declared function, BFCL's simple checker takes the name from the declaration; the
+    reader used to reject such an answer (a call to an undeclared tool)."""
+    qf = _bfcl_files(shared_data, tmp_path,
+                     lambda q, a: a[1]["ground_truth"].__setitem__(0, {"nope": {"number": [5]}}))
+    t = read_trajectories(qf)[1]
+    assert t.messages[-1].calls == (ToolCall("math.factorial", {"number": 5}),)
+    assert t.meta["repaired_gold_names"] == {"nope": "math.factorial"}
+    assert t.meta["bfcl_ground_truth"] == [{"nope": {"number": [5]}}]  # kept as given; the scorer maps it too
+
+
+def _bfcl_category_file(shared_data, tmp_path, category: str, with_answers: bool) -> Path:
+    """Three simple questions (and answers) renamed into ``category`` (ids ``<category>_<i>``)."""
+    q = shared_data / "BFCL_v3/BFCL_v3_simple.json"
+    a = shared_data / "BFCL_v3/possible_answer/BFCL_v3_simple.json"
+    questions, answers = _lines(q, 3), _lines(a, 3)
+    for i, record in enumerate(questions + answers):
+        record["id"] = f"{category}_{i % 3}"
+    name = f"BFCL_v3_{category}.json"
+    qf = _write(tmp_path / name, questions, jsonl=True)
+    if with_answers:
+        (tmp_path / "possible_answer").mkdir()
+        _write(tmp_path / "possible_answer" / name, answers, jsonl=True)
+    return qf
+
+
+@pytest.mark.parametrize("category", ["irrelevance", "live_irrelevance"])
+def test_bfcl_irrelevance_items_expect_no_call(shared_data, tmp_path, category):
+    qf = _bfcl_category_file(shared_data, tmp_path, category, with_answers=False)  # BFCL ships none
+    trajs = read_trajectories(qf)
+    assert len(trajs) == 3
+    for t in trajs:
+        assert t.meta["category"] == category and t.meta["bfcl_ground_truth"] == []
+        assert t.messages[-1].role == "assistant" and t.messages[-1].calls == ()
+
+
+@pytest.mark.parametrize("category", ["java", "javascript", "simple_java", "simple_javascript"])
+def test_bfcl_java_and_javascript_categories_are_refused(shared_data, tmp_path, category):
+    qf = _bfcl_category_file(shared_data, tmp_path, category, with_answers=True)
+    with pytest.raises(DataError, match=f"category '{category}' is not supported.*Java/JavaScript type rules"):
+        read_trajectories_with_report(qf, on_error="skip")
 
 
 def test_bfcl_answers_are_found_or_named(shared_data, tmp_path):

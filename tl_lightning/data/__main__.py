@@ -6,8 +6,8 @@
 ``PATH`` is any file or folder ``sources.read_trajectories`` reads, a built-in world string
 (``synthetic:heldout_domains``, ``synthetic-sft:train?n=400``, ``synthetic:classic``; grammar in
 ``tl_lightning.data.world.spec``), or ``synthetic`` for the procedural world's training
-trajectories (``--size``, ``--seed``, ``--error-rate``). Bad data exits with status 2 and the
-``DataError`` message (file, record, field).
+trajectories (``--size``, ``--seed``, ``--error-rate``). Bad data exits with status 2 and one line,
+the ``DataError`` message (file, record, field), as bad arguments do (``records.exit_on_bad_input``).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from typing import Any, Sequence
 
 from tl_lightning.data import world
 from tl_lightning.data.mae import ErrorDetector, apply_mae
-from tl_lightning.data.records import DataError, Trajectory
-from tl_lightning.data.sources import ON_ERROR, read_trajectories_with_report, write_jsonl
+from tl_lightning.data.records import DataError, Trajectory, exit_on_bad_input
+from tl_lightning.data.sources import FORMATS, ON_ERROR, read_trajectories_with_report, write_jsonl
 
 SYNTHETIC = "synthetic"
 
@@ -62,8 +62,9 @@ def parser() -> argparse.ArgumentParser:
     for name, help_ in (("inspect", "print counts and MAE figures as one JSON object"),
                         ("convert", "write the normalized JSONL (OpenAI messages + tools)")):
         c = sub.add_parser(name, help=help_)
-        c.add_argument("path", help=f"a data file or folder, or {SYNTHETIC!r}")
-        c.add_argument("--format", default="auto", help="source format (default: detect)")
+        c.add_argument("path", help=f"a data file or folder, a world string (synthetic:<split>), or {SYNTHETIC!r}")
+        c.add_argument("--format", default="auto", choices=("auto", *sorted(FORMATS)),
+                       help="source format (default: detect)")
         c.add_argument("--on-error", choices=ON_ERROR, default="raise", help="malformed records: raise or skip")
         c.add_argument("--tools-path", help="tool schemas kept outside the data file (e.g. tau-bench)")
         c.add_argument("--answers-path", help="gold answers kept outside the data file (e.g. BFCL)")
@@ -83,8 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result = inspect(args) if args.command == "inspect" else convert(args)
     except DataError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return exit_on_bad_input(e)
     print(json.dumps(result, ensure_ascii=False))
     return 0
 

@@ -13,6 +13,7 @@ record (index and id) and the field, so a bad record is found in seconds, not af
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,6 +64,14 @@ class DataError(ValueError):
             record_id=self.record_id if self.record_id is not None else record_id,
             field=fld,
         )
+
+
+def exit_on_bad_input(error: DataError) -> int:
+    """What a command line does with bad input (a ``DataError``): one line ``error: <file,
+    record, id, field>: <reason>`` on stderr, no traceback, and exit status 2 (argparse's for bad
+    arguments), returned for ``sys.exit``. The data and evaluate commands share it."""
+    print(f"error: {error}", file=sys.stderr)
+    return 2
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ for what the reader finds while converting, a path into the ``Trajectory`` (``me
 for what ``validate_trajectory`` finds afterwards (e.g. a call to a tool that is not in the list).
 ``on_error="raise"`` raises the first one; ``on_error="skip"`` drops the record and counts it in the
 ``ReadReport`` (``read_trajectories_with_report``), so nothing disappears silently. A file that
-cannot be read at all (truncated JSON list, missing schema file) always raises: there is no record
-to skip. In JSON Lines files each line is a record, so a truncated line is a skippable record error.
+cannot be read at all (truncated JSON list, not UTF-8, missing schema file) always raises: there is
+no record to skip; so does a read that finds no record at all (an empty list or file). In JSON Lines files each line is a record, so a truncated line is a skippable record error.
 
 Formats (see ``../shared/data/FORMATS.md`` for the public sources):
 
@@ -35,7 +35,8 @@ Formats (see ``../shared/data/FORMATS.md`` for the public sources):
 
 Known defects of the public files are repaired where the intent is unambiguous, and every repair
 is recorded in the trajectory's ``meta`` (``repaired_inputs``: ToolAlpaca gold inputs that are not
-JSON; ``repaired_gold_names``: a BFCL answer naming a tool without its module; ``duplicate_tools``:
+JSON; ``repaired_gold_names``: a BFCL answer naming a tool without its module, or naming another
+function where only one is declared (``bfcl_declared_name``); ``duplicate_tools``:
 a tool name a prompt declares twice; ``original_id``: an id a file repeats).
 
 Where tools are parsed out of a system prompt (``tl``, ``rotbench``, ``sharegpt`` without a
@@ -48,6 +49,7 @@ from __future__ import annotations
 import ast
 import csv
 import dataclasses
+import io
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -115,11 +117,16 @@ Reader = Callable[[Path, ReadOptions], Iterator[Trajectory | DataError | EmptyFi
 # shared helpers: loading, locating errors, checking fields
 
 
-def _read_text(path: Path) -> str:
+def read_text(path: str | Path) -> str:
+    """The text of a UTF-8 file; ``DataError`` naming the file when it cannot be read or is not
+    UTF-8 (every reader, and the predictions file of ``evaluate``, read through here)."""
     try:
-        return path.read_text(encoding="utf-8")
+        return Path(path).read_text(encoding="utf-8")
     except OSError as e:
         raise DataError(f"cannot read: {e}", source=str(path)) from None
+    except UnicodeDecodeError as e:
+        raise DataError(f"not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start}); save it as UTF-8",
+                        source=str(path)) from None
 
 
 def _invalid_json(path: Path, e: json.JSONDecodeError) -> DataError:
@@ -130,7 +137,7 @@ def _invalid_json(path: Path, e: json.JSONDecodeError) -> DataError:
 def _load_json(path: Path) -> Any:
     """The whole file as one JSON value; ``DataError`` naming the file (and position) if it is not."""
     try:
-        return json.loads(_read_text(path))
+        return json.loads(read_text(path))
     except json.JSONDecodeError as e:
         raise _invalid_json(path, e) from None
 
@@ -138,7 +145,7 @@ def _load_json(path: Path) -> Any:
 def _jsonl_records(path: Path) -> Iterator[tuple[int, Any]]:
     """``(record index, value or DataError)`` per non-empty line of a JSON Lines file."""
     index = 0
-    for line_no, line in enumerate(_read_text(path).splitlines(), start=1):
+    for line_no, line in enumerate(read_text(path).splitlines(), start=1):
         if not line.strip():
             continue
         try:
@@ -155,8 +162,11 @@ def _records(path: Path) -> Iterator[tuple[int, Any]]:
     if path.suffix == ".jsonl":
         yield from _jsonl_records(path)
         return
+    text = read_text(path)
+    if not text.strip():
+        return  # an empty file holds no records (the read says so), it is not broken JSON
     try:
-        data = json.loads(_read_text(path))
+        data = json.loads(text)
     except json.JSONDecodeError as e:
         if e.msg != "Extra data":
             raise _invalid_json(path, e) from None
@@ -846,22 +856,45 @@ def _bfcl_schema(node: Any) -> Any:
 
 
 # BFCL ground truth: one dict per expected call, ``{function_name: {param: [acceptable values]}}``;
-# ``""`` among the acceptable values means the parameter may be left out.
+# ``""`` among the acceptable values means the parameter may be left out. An empty list: no call
+# is expected (the irrelevance categories). ``{"unscorable": why}`` instead of a list: the item's
+# answer record is malformed, so every prediction fails it (``bfcl_unscorable_reason``).
 BfclAnswer = list[dict[str, dict[str, list[Any]]]]
+
+# Categories whose items expect no call (BFCL: "irrelevance" in the category name); they have no
+# possible_answer records.
+_BFCL_NO_CALL = "irrelevance"
+# Categories whose values BFCL converts with Java / JavaScript type rules (java_type_converter /
+# js_type_converter: values are source literals in strings, "new ArrayList<>(...)", "123L", "5n").
+_BFCL_CONVERTED_LANGUAGES = ("java", "javascript")
+
+
+def bfcl_unscorable_reason(ground_truth: Any) -> str | None:
+    """Why an item cannot be scored (its answer record is malformed), or None for a ground truth."""
+    return ground_truth.get("unscorable") if isinstance(ground_truth, dict) else None
+
+
+def bfcl_declared_name(name: str, tools: Sequence[ToolSpec]) -> str:
+    """The declared function an answer's function name stands for: the name itself when declared;
+    else, with a single declared function, that one (BFCL's simple checker takes the name from the
+    declaration, whatever the answer says); else the one declared ``<module>.name`` (simple_363's
+    answer names ``find_closest`` for ``restaurant_search.find_closest``); else ``name`` unchanged.
+    The reader and the scorer both map answer names through this."""
+    if any(t.name == name for t in tools):
+        return name
+    if len(tools) == 1:
+        return tools[0].name
+    dotted = [t.name for t in tools if t.name.endswith(f".{name}")]
+    return dotted[0] if len(dotted) == 1 else name
 
 
 def bfcl_expected_calls(ground_truth: BfclAnswer,
                         tools: Sequence[ToolSpec]) -> list[tuple[str, dict[str, list[Any]]]]:
-    """``(function name, {param: [acceptable]})`` per expected call. An answer may name a function
-    the list lacks (simple_363: ``find_closest`` for ``restaurant_search.find_closest``); with a
-    single function in the list, BFCL's simple checker takes the name from that function."""
-    names = {t.name for t in tools}
+    """``(declared function name, {param: [acceptable]})`` per expected call (``bfcl_declared_name``)."""
     expected = []
     for entry in ground_truth:
         (name, answers), = entry.items()
-        if name not in names and len(tools) == 1:
-            name = tools[0].name
-        expected.append((name, answers))
+        expected.append((bfcl_declared_name(name, tools), answers))
     return expected
 
 
@@ -922,6 +955,36 @@ def _bfcl_answers_path(path: Path, options: ReadOptions) -> Path:
                             path.parent.parent / "possible_answer" / path.name], "BFCL answer file", path)
 
 
+@dataclass(frozen=True)
+class _BfclAnswers:
+    """A possible_answer file: its records by id, and why each unreadable line (by record index:
+    BFCL keeps questions and answers in the same order) cannot be read."""
+
+    source: Path
+    by_id: dict[str, Any]
+    broken: dict[int, str]
+
+
+def _load_bfcl_answers(path: Path) -> _BfclAnswers:
+    """Every line of a possible_answer file (JSON Lines); a line that is not a JSON object with a
+    string ``id`` is kept as the reason its item cannot be scored, not as an error of the file."""
+    by_id, broken = {}, {}
+    for index, answer in _jsonl_records(path):
+        if isinstance(answer, dict) and isinstance(answer.get("id"), str):
+            by_id[answer["id"]] = answer
+        else:
+            broken[index] = str(answer if isinstance(answer, DataError) else
+                                DataError("an answer record must be an object with a string 'id'",
+                                          source=str(path), index=index))
+    return _BfclAnswers(path, by_id, broken)
+
+
+def _bfcl_category(rec: Any) -> str | None:
+    """The BFCL category of a question record, from its id (``simple_0``, ``live_irrelevance_3-0-1``)."""
+    rid = rec.get("id") if isinstance(rec, dict) else None
+    return rid.rsplit("_", 1)[0] if isinstance(rid, str) else None
+
+
 _ARITHMETIC = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: a * b,
                ast.Div: lambda a, b: a / b}
 
@@ -965,16 +1028,16 @@ def _bfcl_exec_call(text: str, tools: tuple[ToolSpec, ...], where: str) -> ToolC
     raise DataError(f"cannot parse the call ({call.reason})", field=where)
 
 
-def _declared_name(name: str, tools: tuple[ToolSpec, ...], repairs: dict[str, str]) -> str:
-    """``name`` itself when declared; else the one declared ``<module>.name`` (BFCL simple_363's
-    answer names ``find_closest`` for the tool ``restaurant_search.find_closest``)."""
-    if any(t.name == name for t in tools):
-        return name
-    dotted = [t.name for t in tools if t.name.endswith(f".{name}")]
-    if len(dotted) == 1:
-        repairs[name] = dotted[0]
-        return dotted[0]
-    return name
+def _declared_name(name: str, tools: tuple[ToolSpec, ...], repairs: dict[str, str], where: str) -> str:
+    """``bfcl_declared_name``, recording a changed name in ``repairs``; ``DataError`` when the name
+    stands for no declared function."""
+    declared = bfcl_declared_name(name, tools)
+    if declared not in {t.name for t in tools}:
+        raise DataError(f"the answer names {name!r}, which is not among the declared functions "
+                        f"{sorted(t.name for t in tools)}", field=where)
+    if declared != name:
+        repairs[name] = declared
+    return declared
 
 
 def _bfcl_gold(answer: Any, tools: tuple[ToolSpec, ...], where: str,
@@ -987,7 +1050,8 @@ def _bfcl_gold(answer: Any, tools: tuple[ToolSpec, ...], where: str,
     for j, entry in enumerate(truth):
         ew = f"{where}.ground_truth[{j}]"
         if isinstance(entry, str):
-            calls.append(_bfcl_exec_call(entry, tools, ew))
+            call = _bfcl_exec_call(entry, tools, ew)
+            calls.append(ToolCall(_declared_name(call.name, tools, repairs, ew), call.arguments))
             continue
         if not isinstance(entry, dict) or len(entry) != 1:
             raise DataError("expected {tool name: {parameter: [acceptable values]}}", field=ew)
@@ -998,12 +1062,44 @@ def _bfcl_gold(answer: Any, tools: tuple[ToolSpec, ...], where: str,
         for p, values in params.items():
             if not isinstance(values, list) or not values:
                 raise DataError("expected a non-empty list of acceptable values", field=f"{ew}.{name}.{p}")
-        name = _declared_name(name, tools, repairs)
+        name = _declared_name(name, tools, repairs, ew)
         calls.append(bfcl_reference_call(name, params, tools_by_name.get(name)))
+    if not calls:
+        raise DataError("an empty ground truth (only the irrelevance categories expect no call)",
+                        field=f"{where}.ground_truth")
     return tuple(calls)
 
 
-def _bfcl_record(path: Path, index: int, rec: Any, answers: dict[str, Any]) -> Trajectory:
+def _bfcl_answer_meta(rid: str, index: int, tools: tuple[ToolSpec, ...],
+                      answers: _BfclAnswers) -> tuple[tuple[ToolCall, ...], dict[str, Any]]:
+    """The gold calls of question ``rid`` (record ``index``) and the meta its answer brings. A
+    malformed answer record (not JSON, wrong shape, naming no declared function) makes the item
+    unscorable: no gold call, ``bfcl_ground_truth = {"unscorable": why}``; the other items of the
+    file are read as usual. A question without any answer record is an error of that record."""
+    if rid not in answers.by_id:
+        if index in answers.broken:
+            return (), {"bfcl_ground_truth": {"unscorable": answers.broken[index]}}
+        raise DataError("no answer with this id in the possible_answer file", field="id")
+    answer, repairs = answers.by_id[rid], {}
+    try:
+        gold = _bfcl_gold(answer, tools, "possible_answer", repairs)
+    except DataError as e:
+        reason = str(e.located(source=str(answers.source), record_id=rid))
+        return (), {"bfcl_ground_truth": {"unscorable": reason}}
+    meta: dict[str, Any] = {"bfcl_ground_truth": answer["ground_truth"]}
+    if repairs:
+        meta["repaired_gold_names"] = repairs
+    if any(isinstance(entry, str) for entry in answer["ground_truth"]):
+        # exec_* answers are call strings: keep them, and give the checker the usual form
+        # {name: {param: [value]}} (one acceptable value each)
+        meta["bfcl_exec_ground_truth"] = answer["ground_truth"]
+        meta["bfcl_ground_truth"] = bfcl_answer_from_calls(gold)
+    if "execution_result_type" in answer:
+        meta["execution_result_type"] = answer["execution_result_type"]
+    return gold, meta
+
+
+def _bfcl_record(path: Path, index: int, rec: Any, answers: _BfclAnswers | None) -> Trajectory:
     rid = _get(rec, "id", str)
     question = _get(rec, "question", list)
     messages = []
@@ -1017,38 +1113,37 @@ def _bfcl_record(path: Path, index: int, rec: Any, answers: dict[str, Any]) -> T
     functions = _get(rec, "function", list)
     tools = _tools_from_list([dict(f, parameters=_bfcl_schema(f.get("parameters"))) if isinstance(f, dict) else f
                               for f in functions], "function")
-    if rid not in answers:
-        raise DataError("no answer with this id in the possible_answer file", field="id")
-    answer, repairs = answers[rid], {}
-    messages.append(Message("assistant", "", _bfcl_gold(answer, tools, "possible_answer", repairs)))
-    gold = messages[-1].calls
-    meta = {"source": str(path), "format": "bfcl", "index": index, "category": rid.rsplit("_", 1)[0],
-            "bfcl_ground_truth": answer["ground_truth"]}
-    if repairs:
-        meta["repaired_gold_names"] = repairs
-    if any(isinstance(entry, str) for entry in answer["ground_truth"]):
-        # exec_* answers are call strings: keep them, and give the checker the usual form
-        # {name: {param: [value]}} (one acceptable value each)
-        meta["bfcl_exec_ground_truth"] = answer["ground_truth"]
-        meta["bfcl_ground_truth"] = bfcl_answer_from_calls(gold)
-    if "execution_result_type" in answer:
-        meta["execution_result_type"] = answer["execution_result_type"]
+    category = _bfcl_category(rec)
+    if _BFCL_NO_CALL in category:  # gold: no call; abstaining passes, any call fails
+        gold, answer_meta = (), {"bfcl_ground_truth": []}
+    else:
+        gold, answer_meta = _bfcl_answer_meta(rid, index, tools, answers)
+    messages.append(Message("assistant", "", gold))
+    meta = {"source": str(path), "format": "bfcl", "index": index, "category": category, **answer_meta}
     return Trajectory(rid, tools, tuple(messages), meta)
 
 
 def read_bfcl(path: Path, options: ReadOptions) -> Iterator[Trajectory | DataError]:
     """BFCL v3 question file + its ``possible_answer`` file (found beside it, or ``answers_path``):
     one trajectory per item, the gold calls in one assistant turn (several for parallel items:
-    ``bfcl_reference_calls``, the calls BFCL's checker accepts); the full acceptable values in ``meta["bfcl_ground_truth"]`` (``{name: {param: [values]}}`` per
-    call, for ``exec_*`` too; their call strings are in ``meta["bfcl_exec_ground_truth"]``)."""
-    answers: dict[str, Any] = {}
-    answers_path = _bfcl_answers_path(path, options)
-    for _, answer in _records(answers_path):
-        if isinstance(answer, DataError):  # a broken answer line would hide behind "no answer"
-            raise answer
-        if isinstance(answer, dict) and isinstance(answer.get("id"), str):
-            answers[answer["id"]] = answer
+    ``bfcl_reference_calls``, the calls BFCL's checker accepts); the full acceptable values in
+    ``meta["bfcl_ground_truth"]`` (``{name: {param: [values]}}`` per call, for ``exec_*`` too; their
+    call strings are in ``meta["bfcl_exec_ground_truth"]``). Answer names go through
+    ``bfcl_declared_name``. Irrelevance items (no answer file needed) have no gold call and an
+    empty ground truth. An item whose answer record is malformed is read unscorable
+    (``_bfcl_answer_meta``). The Java and JavaScript categories are refused (``DataError`` naming
+    the category): BFCL converts their values with its own type rules, which this scorer does not
+    implement, and Python's rules would score them wrong."""
+    answers = None
     for index, rec in _records(path):
+        category = _bfcl_category(rec) or ""
+        if category.split("_")[-1] in _BFCL_CONVERTED_LANGUAGES:
+            raise DataError(f"BFCL category {category!r} is not supported: BFCL scores it after converting "
+                            "each value with its Java/JavaScript type rules (values are source literals "
+                            "such as 'new ArrayList<>(...)' or '5L'), which this scorer does not implement; "
+                            "scoring it with the Python rules would be wrong", source=str(path), index=index)
+        if answers is None and _BFCL_NO_CALL not in category:
+            answers = _load_bfcl_answers(_bfcl_answers_path(path, options))
         yield _build(path, index, rec, lambda: _bfcl_record(path, index, rec, answers))
 
 
@@ -1081,7 +1176,7 @@ def _apibank_csv_tools(csv_path: Path) -> dict[str, ToolSpec]:
     ``input_parameters = {...}`` Python assignments (read with ``ast.literal_eval``); one row
     (ImageCaption) has no api_info, its ``input_parameters`` column ``(image: str)`` is used."""
     tools = {}
-    with csv_path.open(encoding="utf-8") as f:
+    with io.StringIO(read_text(csv_path)) as f:
         for row in csv.DictReader(f):
             name = row.get("类名") or ""
             if not name:
@@ -1493,6 +1588,8 @@ def read_trajectories_with_report(
             report.errors.append(item)
         else:
             trajs.append(item)
+    if not trajs and not report.errors:
+        raise DataError("no records", source=str(path))  # e.g. an empty list: nothing to train or score on
     trajs = _unique_ids(trajs)
     report.read = len(trajs)
     return trajs, report
