@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tl_lightning.data import synthetic
+from tl_lightning.data import world
 from tl_lightning.data.__main__ import main
 from tl_lightning.data.mae import apply_mae
 from tl_lightning.data.sources import read_trajectories
@@ -27,7 +27,7 @@ def _run(capsys, *argv: str) -> dict:
 def test_inspect_synthetic_matches_mae(capsys):
     out = _run(capsys, "inspect", "synthetic", "--size", "60", "--seed", "4")
     assert REQUIRED_KEYS <= set(out)
-    _, report = apply_mae(synthetic.generate_trajectories(60, seed=4))
+    _, report = apply_mae(world.generate_trajectories(60, seed=4))
     assert out["trajectories"] == 60
     assert out["mae_kept"] == report.kept_turns and out["mae_dropped"] == report.dropped_turns > 0
     assert out["dropped_by_pattern"] == dict(report.dropped_by_pattern)
@@ -43,10 +43,20 @@ def test_convert_round_trips_to_equal_records(capsys, tmp_path):
     target = tmp_path / "synthetic.jsonl"
     out = _run(capsys, "convert", "synthetic", "--size", "30", "--output", str(target))
     assert out["written"] == 30
-    assert read_trajectories(target) == synthetic.generate_trajectories(30, seed=0)
+    assert read_trajectories(target) == world.generate_trajectories(30, seed=0)
     again = _run(capsys, "inspect", str(target))
     assert again["format"] == "openai" and again["mae_dropped"] == apply_mae(
-        synthetic.generate_trajectories(30, seed=0))[1].dropped_turns
+        world.generate_trajectories(30, seed=0))[1].dropped_turns
+
+
+def test_built_in_world_strings_go_through_the_same_reader(capsys, tmp_path):
+    out = _run(capsys, "inspect", "synthetic-sft:heldout_domains?n=40&error_rate=0.5")
+    assert out["format"] == "synthetic" and out["trajectories"] == 40 and out["mae_dropped"] > 0
+    target = tmp_path / "heldout.jsonl"
+    _run(capsys, "convert", "synthetic:heldout_domains?n=25", "--output", str(target))
+    assert read_trajectories(target) == world.generate_prompts(25, split="heldout_domains")
+    assert main(["inspect", "synthetic:heldout"]) == 2
+    assert "unknown split 'heldout'" in capsys.readouterr().err
 
 
 def test_inspect_real_data_mae_figures(capsys, shared_data):

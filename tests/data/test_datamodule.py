@@ -8,7 +8,7 @@ import warnings
 import pytest
 import torch
 
-from tl_lightning.data import synthetic
+from tl_lightning.data import synthetic, world
 from tl_lightning.data.datamodule import (
     BucketBatchSampler,
     EpochSampler,
@@ -211,11 +211,16 @@ def test_prompt_stages_are_left_padded_with_gold(smollm2_tokenizer, stage):
     mask = batch["attention_mask"]
     assert mask[:, -1].eq(1).all()  # left padding: every prompt ends at the last column
     assert (mask[:, 1:] >= mask[:, :-1]).all()
-    prompts = {t.id: t for t in synthetic.generate_prompts(16, seed=0)}
+    if stage == "eval":  # data_path=None: the world's held-out-domain prompts, scored at their last turn
+        records = {t.id: t for t in world.generate_prompts(16, seed=0, split="heldout_domains")}
+    else:  # its training trajectories, a prompt at every correct call turn
+        records = {t.id: t for t in world.generate_trajectories(16, seed=0)}
     for pid, gold, tools, ids, m in zip(batch["ids"], batch["gold"], batch["tools"], batch["input_ids"], mask):
-        traj = prompts[pid.split("/")[0]]
-        assert gold == traj.messages[-1].acceptable() and tools == traj.tools
-        text = render_prompt(traj, len(traj.messages) - 1, "codellama", smollm2_tokenizer)
+        traj_id, _, turn = pid.partition("/turn")
+        traj = records[traj_id]
+        index = traj.assistant_turns()[int(turn) - 1] if turn else len(traj.messages) - 1
+        assert gold == traj.messages[index].acceptable() and tools == traj.tools
+        text = render_prompt(traj, index, "codellama", smollm2_tokenizer)
         assert ids[m.bool()].tolist() == smollm2_tokenizer(text, add_special_tokens=False)["input_ids"]
     if stage == "eval":
         assert batch["bfcl_ground_truth"] == [None] * len(batch["ids"])  # not a BFCL item
@@ -268,7 +273,7 @@ def test_eval_batches_carry_bfcl_ground_truth(smollm2_tokenizer, shared_data):
 
 
 def test_eval_never_drops_an_overlong_prompt(smollm2_tokenizer):
-    with pytest.raises(DataError, match="synthetic-prompt-0-00000.*max_length=8"):
+    with pytest.raises(DataError, match="world-prompt-heldout_domains-0-00000-step1.*max_length=8"):
         _dm(smollm2_tokenizer, stage="eval", synthetic_size=4, max_length=8, on_overlength="drop")
     rl = _dm(smollm2_tokenizer, stage="rl", synthetic_size=4, max_length=8, on_overlength="drop", val_fraction=0.0)
     assert rl.report["overlength_dropped"] == 4  # training stages may drop (and count)

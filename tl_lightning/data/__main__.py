@@ -3,9 +3,11 @@
     python -m tl_lightning.data inspect PATH [--format F]          one JSON object: counts + MAE
     python -m tl_lightning.data convert PATH --output OUT.jsonl    the normalized JSONL
 
-``PATH`` is any file or folder ``sources.read_trajectories`` reads, or ``synthetic`` for the
-built-in world (``--size``, ``--seed``). Bad data exits with status 2 and one line, the
-``DataError`` message (file, record, field), as bad arguments do (``records.exit_on_bad_input``).
+``PATH`` is any file or folder ``sources.read_trajectories`` reads, a built-in world string
+(``synthetic:heldout_domains``, ``synthetic-sft:train?n=400``, ``synthetic:classic``; grammar in
+``tl_lightning.data.world.spec``), or ``synthetic`` for the procedural world's training
+trajectories (``--size``, ``--seed``, ``--error-rate``). Bad data exits with status 2 and one line,
+the ``DataError`` message (file, record, field), as bad arguments do (``records.exit_on_bad_input``).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import json
 import sys
 from typing import Any, Sequence
 
-from tl_lightning.data import synthetic
+from tl_lightning.data import world
 from tl_lightning.data.mae import ErrorDetector, apply_mae
 from tl_lightning.data.records import DataError, Trajectory, exit_on_bad_input
 from tl_lightning.data.sources import FORMATS, ON_ERROR, read_trajectories_with_report, write_jsonl
@@ -26,7 +28,7 @@ SYNTHETIC = "synthetic"
 def load(args: argparse.Namespace) -> tuple[list[Trajectory], dict[str, Any]]:
     """The trajectories of ``args.path`` and what the read reported (format, skipped records)."""
     if args.path == SYNTHETIC:
-        trajs = synthetic.generate_trajectories(args.size, seed=args.seed, error_rate=args.error_rate)
+        trajs = world.generate_trajectories(args.size, seed=args.seed, error_rate=args.error_rate)
         return trajs, {"format": SYNTHETIC, "read_skipped": 0}
     trajs, report = read_trajectories_with_report(args.path, format=args.format, on_error=args.on_error,
                                                   tools_path=args.tools_path, answers_path=args.answers_path)
@@ -60,7 +62,7 @@ def parser() -> argparse.ArgumentParser:
     for name, help_ in (("inspect", "print counts and MAE figures as one JSON object"),
                         ("convert", "write the normalized JSONL (OpenAI messages + tools)")):
         c = sub.add_parser(name, help=help_)
-        c.add_argument("path", help=f"a data file or folder, or {SYNTHETIC!r}")
+        c.add_argument("path", help=f"a data file or folder, a world string (synthetic:<split>), or {SYNTHETIC!r}")
         c.add_argument("--format", default="auto", choices=("auto", *sorted(FORMATS)),
                        help="source format (default: detect)")
         c.add_argument("--on-error", choices=ON_ERROR, default="raise", help="malformed records: raise or skip")

@@ -1,6 +1,6 @@
 """``ToolUseDataModule``: wires the data path into Lightning dataloaders.
 
-source files (or the built-in synthetic world) -> train/val split by trajectory -> MAE samples ->
+source files (or the built-in tool world) -> train/val split by trajectory -> MAE samples ->
 rendered text + spans -> token ids, labels, PKT weights -> length-bucketed (optionally packed)
 batches. Every step is a plain function of its own module; this file only adds what is about
 batches:
@@ -44,7 +44,7 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import BatchSampler, DataLoader, Sampler
 
-from tl_lightning.data import synthetic
+from tl_lightning.data import world
 from tl_lightning.data.mae import LAYOUTS, ErrorDetector, Sample, apply_mae
 from tl_lightning.data.records import DataError, ToolCall, ToolSpec, Trajectory
 from tl_lightning.data.render import PROMPT_FORMATS, choose_prompt_format, render_prompt, render_sample
@@ -414,9 +414,11 @@ class ToolUseDataModule(LightningDataModule):
     prompts for evaluation (``"eval"``).
 
     Args:
-        data_path: a file or folder (or a list of them) any ``sources`` reader takes; None = the
-            built-in synthetic world (``synthetic_size`` trajectories, or single-turn prompts for
-            ``rl``/``eval``).
+        data_path: a file or folder (or a list of them) any ``sources`` reader takes, or a
+            built-in world string (``synthetic:heldout_domains``, ``synthetic-sft:train?n=400``,
+            ``synthetic:classic``; see ``world.spec``); None = the procedural world
+            (``synthetic_size`` records): its ``train`` trajectories for ``sft`` and ``rl`` (there
+            every correct call turn is a prompt), its ``heldout_domains`` prompts for ``eval``.
         format: the source format, or ``"auto"``; ``on_error``: ``"raise"`` or ``"skip"``
             malformed records (counted in ``report``).
         tokenizer: a name or path for ``modeling.load_tokenizer``, replaced by ``connect()``.
@@ -496,11 +498,11 @@ class ToolUseDataModule(LightningDataModule):
             self._prepared = False
 
     def _read(self) -> tuple[list[Trajectory], list[dict[str, Any]]]:
-        """The trajectories and the read reports (none for the synthetic world)."""
+        """The trajectories and the read reports (none for the built-in world)."""
         if self.data_path is None:
-            if self.stage == "sft":
-                return synthetic.generate_trajectories(self.synthetic_size, seed=self.seed), []
-            return synthetic.generate_prompts(self.synthetic_size, seed=self.seed), []
+            if self.stage == "eval":
+                return world.generate_prompts(self.synthetic_size, seed=self.seed, split="heldout_domains"), []
+            return world.generate_trajectories(self.synthetic_size, seed=self.seed), []
         paths = [self.data_path] if isinstance(self.data_path, (str, Path)) else list(self.data_path)
         return read_sources([str(p) for p in paths], format=self.format, on_error=self.on_error)
 

@@ -29,6 +29,9 @@ Formats (see ``../shared/data/FORMATS.md`` for the public sources):
   system prompt; the last assistant value may be a list of acceptable calls. ToolEyes' raw
   ``{"query", "path"}`` records take their tools from ``<path>/config_gpt4.json``.
 - ``toolalpaca``, ``bfcl``, ``apibank``, ``sgd``, ``taubench``, ``sealtools``: see their readers.
+- ``synthetic``: not a file but a built-in world, named by a source string such as
+  ``synthetic:heldout_domains`` or ``synthetic-sft:train?n=400`` (grammar in
+  ``tl_lightning.data.world.spec``).
 
 Known defects of the public files are repaired where the intent is unambiguous, and every repair
 is recorded in the trajectory's ``meta`` (``repaired_inputs``: ToolAlpaca gold inputs that are not
@@ -63,8 +66,11 @@ from tl_lightning.data.records import (
     Trajectory,
     validate_trajectory,
 )
+from tl_lightning.data.world.spec import is_synthetic_spec, parse_spec, read_spec
 
 ON_ERROR = ("raise", "skip")
+SYNTHETIC = "synthetic"
+"""The format of the built-in worlds' source strings (``synthetic:<split>``, see ``world.spec``)."""
 
 
 @dataclass(frozen=True)
@@ -1496,8 +1502,12 @@ def _format_of_record(rec: Any) -> str | None:
 
 
 def detect_format(path: str | Path) -> str:
-    """The ``FORMATS`` name for ``path`` from its name and first record; ``DataError`` when it is
-    not a trajectory file (e.g. a schema or answer file) or nothing matches."""
+    """The ``FORMATS`` name for ``path`` from its name and first record (``"synthetic"`` for a
+    built-in world string, ``synthetic:<split>``); ``DataError`` when it is not a trajectory file
+    (e.g. a schema or answer file) or nothing matches."""
+    if is_synthetic_spec(path):
+        parse_spec(path)
+        return SYNTHETIC
     path = Path(path)
     if path.is_dir():
         if any(path.glob("dialogues_*.json")):
@@ -1556,6 +1566,11 @@ def read_trajectories_with_report(
     """
     if on_error not in ON_ERROR:
         raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
+    if is_synthetic_spec(path):
+        if format not in ("auto", SYNTHETIC):
+            raise DataError(f"a built-in world string is read as format 'synthetic', not {format!r}", source=path)
+        trajs = read_spec(path)
+        return trajs, ReadReport(source=path, format=SYNTHETIC, read=len(trajs))
     path = Path(path)
     fmt = detect_format(path) if format == "auto" else format
     if fmt not in FORMATS:
