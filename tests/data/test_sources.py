@@ -247,7 +247,8 @@ def test_bfcl_gold_calls_are_the_reference_calls_and_pass_bfcl(loaded, rel):
         assert list(calls) == bfcl_reference_calls(t.meta["bfcl_ground_truth"], t.tools), t.id
         metric.update(["\n".join(format_call(c) for c in calls)], [t.messages[-1].acceptable()], [t.tools],
                       [t.meta["bfcl_ground_truth"]])
-    assert {k: float(v) for k, v in metric.compute().items()} == {"ts": 100.0, "pi": 100.0, "cf": 100.0}
+    assert {k: float(v) for k, v in metric.compute().items()} == {
+        "ts": 100.0, "pi": 100.0, "cf": 100.0, "exact_call": 100.0, "mean_reward": 1.0}
 
 
 def test_taubench_meta_and_tool_outputs(loaded):
