@@ -14,6 +14,7 @@ from tl_lightning.data.render import PROMPT_FORMATS, render_prompt, render_sampl
 from tl_lightning.data.tokenize import (
     IGNORE_INDEX,
     common_prefix_length,
+    bos_to_add,
     encode_prompt,
     key_char_offsets,
     key_token_weight,
@@ -221,24 +222,47 @@ def test_both_layouts_supervise_the_same_tokens_with_the_same_weights(smollm2_to
 # ------------------------------------------------------------- generation prompt = training prefix
 
 
-def prompt_prefix_violations(traj: Trajectory, prompt_format: str, tokenizer) -> list[str]:
+def prompt_prefix_violations(trajs: list[Trajectory], prompt_format: str, tokenizer) -> list[str]:
     """Every (sample, assistant turn) where the generation prompt's token ids are not a prefix of
     the token ids of a training sample holding that turn. The samples: both MAE layouts (what
     the DataModule trains on, dropped turns as context) and the whole trajectory without targets
-    (so every assistant turn is checked, also those after the last kept one)."""
-    turns = traj.assistant_turns()
-    if not turns:
-        return []
-    prompts = {i: encode_prompt(render_prompt(traj, i, prompt_format, tokenizer), tokenizer) for i in turns}
-    samples = [s for layout in LAYOUTS for s in apply_mae([traj], layout=layout)[0]]
-    samples.append(Sample(f"{traj.id}/context", traj, ()))
-    violations = []
-    for sample in samples:
-        ids = tokenize_rendered(render_sample(sample, prompt_format, tokenizer), tokenizer).input_ids
+    (so every assistant turn is checked, also those after the last kept one).
+
+    Texts are encoded in batches (the tokenizer's threads, not one call per text): the same ids
+    ``encode_prompt`` and ``tokenize_rendered`` give (``test_training_ids_are_the_encoded_text``)."""
+    if len(trajs) > 32:  # bounded memory: the texts of a long source hold millions of tokens
+        return [v for k in range(0, len(trajs), 32)
+                for v in prompt_prefix_violations(trajs[k:k + 32], prompt_format, tokenizer)]
+    checks: list[tuple[str, int, int, int]] = []  # (sample id, turn, prompt text index, sample text index)
+    texts: list[str] = []
+    for traj in trajs:
+        turns = traj.assistant_turns()
+        prompt_at = {}
         for i in turns:
-            if i < len(sample.trajectory.messages) and ids[:len(prompts[i])] != prompts[i]:
-                violations.append(f"{sample.id} turn {i}")
-    return violations
+            prompt_at[i] = len(texts)
+            texts.append(render_prompt(traj, i, prompt_format, tokenizer))
+        samples = [s for layout in LAYOUTS for s in apply_mae([traj], layout=layout)[0]]
+        samples.append(Sample(f"{traj.id}/context", traj, ()))
+        for sample in samples:
+            texts.append(render_sample(sample, prompt_format, tokenizer).text)
+            checks += [(sample.id, i, prompt_at[i], len(texts) - 1) for i in turns
+                       if i < len(sample.trajectory.messages)]
+    ids = [bos_to_add(tokenizer, text) + list(encoded) for text, encoded
+           in zip(texts, tokenizer(texts, add_special_tokens=False)["input_ids"])]
+    return [f"{sample_id} turn {i}" for sample_id, i, p, t in checks if ids[t][:len(ids[p])] != ids[p]]
+
+
+def test_training_ids_are_the_encoded_text(smollm2_tokenizer):
+    """What the prefix property test compares: a sample's training ids are its encoded text, as
+    a prompt's are (so comparing encoded texts is comparing what training and generation see)."""
+    from tl_lightning.data import world
+
+    for traj in world.generate_trajectories(8, seed=1):
+        for prompt_format in PROMPT_FORMATS:
+            sample = apply_mae([traj], layout="trajectory")[0][0]
+            rendered = render_sample(sample, prompt_format, smollm2_tokenizer)
+            assert tokenize_rendered(rendered, smollm2_tokenizer).input_ids == encode_prompt(rendered.text,
+                                                                                            smollm2_tokenizer)
 
 
 # The long multi-turn sources: every turn's prompt and per-turn sample is a separate tokenization
@@ -257,16 +281,20 @@ def shared_sources() -> list:
 
 
 @pytest.fixture(scope="module")
-def synthetic_world() -> list[Trajectory]:
-    from tl_lightning.data import synthetic
+def synthetic_worlds() -> list[Trajectory]:
+    """Both built-in worlds: the five-domain one and the procedural one (every split)."""
+    from tl_lightning.data import synthetic, world
 
-    return synthetic.generate_trajectories(64, seed=0) + synthetic.generate_prompts(64, seed=0)
+    trajs = synthetic.generate_trajectories(64, seed=0) + synthetic.generate_prompts(64, seed=0)
+    for split in world.SPLITS:
+        trajs += world.generate_trajectories(64, seed=0, split=split) + world.generate_prompts(64, seed=0, split=split)
+    return trajs
 
 
 @pytest.mark.parametrize("prompt_format", PROMPT_FORMATS)
-def test_generation_prompt_is_a_prefix_of_the_training_sample_synthetic(synthetic_world, smollm2_tokenizer,
+def test_generation_prompt_is_a_prefix_of_the_training_sample_synthetic(synthetic_worlds, smollm2_tokenizer,
                                                                        prompt_format):
-    violations = [v for t in synthetic_world for v in prompt_prefix_violations(t, prompt_format, smollm2_tokenizer)]
+    violations = prompt_prefix_violations(synthetic_worlds, prompt_format, smollm2_tokenizer)
     assert not violations, f"{len(violations)} prompts are no prefix: {violations[:5]}"
 
 
@@ -276,5 +304,5 @@ def test_generation_prompt_is_a_prefix_of_the_training_sample(shared_data, smoll
     from tl_lightning.data.sources import read_trajectories
 
     trajs = read_trajectories(str(shared_data / rel))
-    violations = [v for t in trajs for v in prompt_prefix_violations(t, prompt_format, smollm2_tokenizer)]
+    violations = prompt_prefix_violations(trajs, prompt_format, smollm2_tokenizer)
     assert not violations, f"{len(violations)} prompts are no prefix: {violations[:5]}"
