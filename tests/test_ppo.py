@@ -22,9 +22,7 @@ from tl_lightning.ppo import (
     AdaptiveKLController,
     FixedKLController,
     IRMPPOModule,
-    StopAtEndOfTurn,
     category_shares,
-    cut_at_end_marker,
     disable_dropout,
     evaluate_rewards,
     score_responses,
@@ -91,25 +89,6 @@ def test_kl_controllers_follow_the_kl_and_round_trip():
     assert restored == adaptive
     with pytest.raises(ValueError, match="target > 0"):
         AdaptiveKLController(0.3, target=0.0, horizon=10)
-
-
-def test_stopping_records_each_rows_length_at_its_end_marker(smollm2_tokenizer):
-    tok = smollm2_tokenizer
-    prompt = tok("User: hi\nAssistant:", add_special_tokens=False)["input_ids"]
-    call = tok(' get_weather(city="Paris")</s>', add_special_tokens=False)["input_ids"]
-    R = len(call) + 3
-    filler = tok(" and more text that goes on", add_special_tokens=False)["input_ids"] * R
-    rows = [call + filler[:3],                                 # stops when "</s>" completes (several tokens)
-            filler[:1] + [tok.eos_token_id] + filler[:R - 2],  # stops at eos
-            filler[:R]]                                        # never stops
-    ids = torch.tensor([prompt + r for r in rows])
-    stopper = StopAtEndOfTurn(tok, len(prompt), 3, [tok.eos_token_id])
-    for step in range(1, R + 1):
-        done = stopper(ids[:, :len(prompt) + step], scores=None)
-    assert stopper.lengths == [len(call), 2, None]
-    assert done.tolist() == [True, True, False]
-    assert cut_at_end_marker(tok.decode(call)) == 'get_weather(city="Paris")'
-    assert cut_at_end_marker(" x(a=1)<|im_end|>junk</s>") == "x(a=1)"
 
 
 def test_scores_and_category_shares():
