@@ -38,18 +38,18 @@ def test_ppo_step_quick(capsys):
 
 
 def test_phase_recorder_partitions_the_real_training_step():
-    """The recorder's marks come from the module's own calls, in training_step's order, and the
-    patched names are restored afterwards."""
+    """The recorder reads the module's own phase times and the rollout's width, and the patched
+    names are restored afterwards."""
     from benchmarks.ppo_step import PhaseRecorder, build_module, prompt_batch, quiet_lightning, rl_prompts, run_ours
     from tl_lightning import ppo
 
-    original = ppo.generate_rollout
+    original = ppo.generate
     module = build_module("tiny-llama", max_new_tokens=2, minibatch_size=1)
     batches = [prompt_batch(rl_prompts(module.tokenizer, 2), 2, module.tokenizer.pad_token_id)]
     recorder = PhaseRecorder()
     with recorder.installed(module), quiet_lightning():
         steps = run_ours(module, recorder, batches)
-    assert ppo.generate_rollout is original and "training_step" not in vars(module)
+    assert ppo.generate is original and "training_step" not in vars(module)
     assert len(steps) == 1 and steps[0].batch == 2 and steps[0].width <= 2
     assert all(v >= 0 for v in steps[0].seconds.values()) and steps[0].seconds["updates"] > 0
 

@@ -1,6 +1,7 @@
-"""IRMPPOModule (tl_lightning/ppo.py): KL control, stopping, scoring, rollouts on tiny-llama, a
-PPO step for each model layout, the QLoRA generate-then-train trap, starting from a PKTModule
-checkpoint, and (as subprocess scripts) resume after SIGKILL and FSDP2 on 2 gloo processes."""
+"""IRMPPOModule (tl_lightning/ppo.py): KL control, scoring, groups, rollouts on tiny-llama, a PPO
+step for each model layout, a step per group-relative estimator with its forward passes counted,
+the QLoRA generate-then-train trap, starting from a PKTModule checkpoint, the tiny recipes through
+the CLI, and (as subprocess scripts) resume after SIGKILL and FSDP2 on 2 gloo processes."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import json
 import os
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
+from unittest import mock
 
 import lightning.pytorch as pl
 import pytest
@@ -18,6 +21,7 @@ from torch.utils.data import DataLoader
 from tl_lightning.data.records import ToolCall, ToolSpec
 from tl_lightning.losses import gather_logprobs
 from tl_lightning.modeling import TINY_LLAMA, LoraOptions, load_model
+from tl_lightning import ppo
 from tl_lightning.ppo import (
     AdaptiveKLController,
     FixedKLController,
@@ -25,12 +29,16 @@ from tl_lightning.ppo import (
     category_shares,
     disable_dropout,
     evaluate_rewards,
+    group_reward_stats,
+    repeat_prompts,
     score_responses,
 )
 from tl_lightning.reward import CATEGORIES
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "tests" / "scripts"
+sys.path.insert(0, str(SCRIPTS))
+from varied_rewards import varied_rewards  # noqa: E402
 LORA = LoraOptions(r=4, alpha=8, dropout=0.0)
 WEATHER = ToolSpec("get_weather", "Current weather.", {"type": "object", "properties": {"city": {"type": "string"}},
                                                        "required": ["city"]})
@@ -117,6 +125,38 @@ def test_bad_options_are_clear_errors():
         IRMPPOModule(model_name=TINY_LLAMA, lora=LORA, reward_table={"perfect": 3.0})
 
 
+def test_group_estimator_options_are_clear_errors():
+    with pytest.raises(ValueError, match="advantage_estimator"):
+        IRMPPOModule(model_name=TINY_LLAMA, lora=LORA, advantage_estimator="ppo2")
+    with pytest.raises(ValueError, match="needs do_sample=True"):
+        IRMPPOModule(model_name=TINY_LLAMA, lora=LORA, num_generations=4)
+    with pytest.raises(ValueError, match="num_generations >= 2"):
+        IRMPPOModule(model_name=TINY_LLAMA, lora=LORA, advantage_estimator="grpo", do_sample=True)
+    group = dict(model_name=TINY_LLAMA, lora=LORA, advantage_estimator="grpo", num_generations=2, do_sample=True)
+    with pytest.raises(ValueError, match="whiten_advantages"):
+        IRMPPOModule(**group, whiten_advantages=True)
+    with pytest.raises(ValueError, match="kl_mode"):
+        IRMPPOModule(**group, kl_mode="both")
+    with pytest.raises(ValueError, match="loss_aggregation"):
+        IRMPPOModule(**group, loss_aggregation="median")
+    with pytest.raises(ValueError, match="microbatch_size"):
+        IRMPPOModule(**group, microbatch_size=0)
+    # no critic, so no critic options to satisfy: a fully trained actor with the default layout
+    dr = IRMPPOModule(model_name=TINY_LLAMA, advantage_estimator="dr_grpo", num_generations=2, do_sample=True)
+    assert not dr.has_critic and dr.loss_aggregation == "sum_over_budget"
+    assert IRMPPOModule(**group, loss_aggregation="token_mean").loss_aggregation == "token_mean"
+
+
+def test_groups_sit_in_consecutive_rows():
+    batch = {"input_ids": torch.tensor([[1, 2], [3, 4]]), "ids": ["a", "b"], "gold": [GOLD, ()]}
+    grouped = repeat_prompts(batch, 3)
+    assert grouped["input_ids"].tolist() == [[1, 2]] * 3 + [[3, 4]] * 3
+    assert grouped["ids"] == ["a"] * 3 + ["b"] * 3 and grouped["gold"] == [GOLD] * 3 + [()] * 3
+    assert repeat_prompts(batch, 1) is batch
+    stats = group_reward_stats(torch.tensor([1.0, 1.0, -2.0, 0.0]), 2)
+    assert stats == pytest.approx({"group_std": 2 ** 0.5 / 2, "zero_variance_groups": 0.5})
+
+
 def test_construction_is_cheap_and_hparams_are_plain():
     module = IRMPPOModule(model_name="codellama/CodeLlama-7b-hf", lora=LORA)
     assert module.actor is None and module._tokenizer is None
@@ -127,7 +167,7 @@ def test_construction_is_cheap_and_hparams_are_plain():
 def test_a_non_finite_loss_stops_before_the_optimizer_step():
     module = IRMPPOModule(model_name=TINY_LLAMA, lora=LORA)
     with pytest.raises(FloatingPointError, match="PPO value loss is nan at batch index 3"):
-        module._update(None, torch.tensor(float("nan")), "value", 3)  # no optimizer is touched
+        module._backward(torch.tensor(float("nan")), "value", 3)  # before any backward or step
 
 
 def test_paper_recipe_has_the_authors_ppo_settings():
@@ -277,6 +317,93 @@ def test_one_ppo_step_trains_actor_and_critic_and_keeps_the_reference(layout, rl
     assert trainer.global_step == 4
 
 
+@contextmanager
+def counted_passes(module: IRMPPOModule):
+    """Record each forward of the actor's decoder outside generation (the shared-LoRA critic's
+    too): True with grad (an update), False without (a pass before the updates)."""
+    passes: list[bool] = []
+    generating = [False]
+    real_generate = ppo.generate
+
+    def generate(*args, **kwargs):
+        generating[0] = True
+        try:
+            return real_generate(*args, **kwargs)
+        finally:
+            generating[0] = False
+
+    def record(*_) -> None:
+        if not generating[0]:
+            passes.append(torch.is_grad_enabled())
+
+    handle = module.actor.get_base_model().get_decoder().register_forward_hook(record)
+    try:
+        with mock.patch.object(ppo, "generate", generate):
+            yield passes
+    finally:
+        handle.remove()
+
+
+def quiet_trainer(tmp_path) -> pl.Trainer:
+    return pl.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False,
+                      enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+
+
+# estimator, options, (passes without grad, forwards with grad) on one batch of 2 prompts x 2 completions
+PASS_CASES = {
+    "gae": ("gae", dict(kl_coef=0.0), (1, 2)),  # critic values; policy and value updates
+    "grpo": ("grpo", dict(kl_coef=0.0), (0, 1)),  # the update alone: its log-probs are the old ones
+    "grpo_kl_loss": ("grpo", dict(kl_coef=0.1, kl_mode="loss"), (1, 1)),  # + the reference
+    "rloo_kl_reward": ("rloo", dict(kl_coef=0.1), (2, 1)),  # + reference and old: the KL reward needs both
+    "dr_grpo_2_epochs": ("dr_grpo", dict(kl_coef=0.0, ppo_epochs=2), (1, 2)),  # + old; two updates
+    "reinforce_pp_microbatches": ("reinforce_pp_baseline", dict(kl_coef=0.0, microbatch_size=2), (0, 2)),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", PASS_CASES)
+def test_each_estimator_trains_with_only_the_passes_it_needs(case, rl_batches, tmp_path):
+    """No critic, no value pass, no critic optimizer for the group estimators; no old-log-prob
+    pass for one epoch over one minibatch (micro-batches included); a reference pass only with a
+    non-zero KL coefficient. Rewards vary within groups (``varied_rewards``), so the actor moves."""
+    estimator, options, expected = PASS_CASES[case]
+    module = tiny_module(advantage_estimator=estimator, num_generations=2, do_sample=True, temperature=1.0,
+                         **options)
+    module.configure_model()
+    before = _snapshot(module.actor.named_parameters())
+    trainer = quiet_trainer(tmp_path)
+    with counted_passes(module) as passes, varied_rewards():
+        trainer.fit(module, loader(rl_batches[:1]))
+    assert (passes.count(False), passes.count(True)) == expected
+    has_critic = estimator == "gae"
+    assert (module.value_head is not None, len(trainer.optimizers)) == (has_critic, 2 if has_critic else 1)
+    changed = _changed(before, module.actor.named_parameters())
+    assert any(".default." in n for n in changed) and all("lora_" in n for n in changed)
+    assert trainer.global_step == module.hparams.ppo_epochs * (2 if has_critic else 1)
+    metrics = trainer.callback_metrics
+    for name in ("reward/mean", "reward/group_std", "reward/zero_variance_groups", "ppo/advantage_mean",
+                 "ppo/advantage_std", "ppo/clip_fraction", "ppo/policy_loss", "ppo/entropy", "ppo/response_length"):
+        assert torch.isfinite(metrics[name]), name
+    assert ("ppo/kl" in metrics) == (options["kl_coef"] != 0)
+    assert sum(float(metrics[f"time/{p}_share"]) for p in ppo.PHASES) == pytest.approx(1.0)
+
+
+@pytest.mark.slow
+def test_microbatches_accumulate_the_minibatch_gradient(rl_batches, tmp_path):
+    """Micro-batches of 1 row give the weights of the whole minibatch at once (token-mean RLOO:
+    each micro-batch's loss is divided by the minibatch's token count)."""
+    weights = []
+    for microbatch_size in (None, 1):
+        module = tiny_module(advantage_estimator="rloo", num_generations=2, do_sample=True, temperature=1.0,
+                             kl_coef=0.1, kl_mode="loss", microbatch_size=microbatch_size)
+        with varied_rewards():
+            quiet_trainer(tmp_path).fit(module, loader(rl_batches[:1]))
+        weights.append({n: p.detach().clone() for n, p in module.actor.named_parameters() if "lora_" in n})
+    assert any(value.abs().sum() > 0 for name, value in weights[0].items() if "lora_B" in name)  # it trained
+    for name, value in weights[0].items():
+        torch.testing.assert_close(weights[1][name], value, rtol=1e-5, atol=1e-7)
+
+
 @pytest.mark.slow
 def test_qlora_adapters_get_gradients_after_generate(rl_batches):
     """DESIGN §5: a no-grad forward of a 4-bit layer on CPU must not leave later backward passes
@@ -333,25 +460,44 @@ def test_cli_fits_the_tiny_recipe_and_checkpoints_the_ppo_state(tmp_path):
     assert "val/reward" in cli.trainer.callback_metrics
 
 
+@pytest.mark.slow
+def test_cli_fits_the_tiny_grpo_recipe_without_a_critic(tmp_path):
+    from tl_lightning.cli import main
+
+    cli = main(["fit", "--config", str(REPO / "configs" / "demo" / "irm_grpo_tiny.yaml"),
+                f"--trainer.default_root_dir={tmp_path}", "--trainer.limit_train_batches=1",
+                "--trainer.limit_val_batches=1", "--trainer.enable_progress_bar=false", "--model.max_new_tokens=3",
+                "--data.synthetic_size=16", "--data.batch_size=2"])
+    module = cli.model
+    assert module.hparams.advantage_estimator == "grpo" and module.value_head is None
+    assert cli.trainer.global_step == module.hparams.ppo_epochs  # one minibatch, one optimizer
+    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    assert len(ckpt["optimizer_states"]) == 1
+    assert not [k for k in ckpt["state_dict"] if "critic" in k or "value_head" in k]
+    assert "val/reward" in cli.trainer.callback_metrics and "reward/group_std" in cli.trainer.callback_metrics
+
+
 # ----------------------------------------------------------------------------- subprocess scripts
 
 
 @pytest.mark.slow
-def test_killed_run_resumes_with_the_same_later_losses(tmp_path):
-    """Sampled rollouts, adaptive KL: after SIGKILL before batch 2 and a resume from last.ckpt,
-    batch 2 sees the same prompts and gives the same losses as in an uninterrupted run."""
+@pytest.mark.parametrize("estimator", ["gae", "grpo"])
+def test_killed_run_resumes_with_the_same_later_losses(estimator, tmp_path):
+    """Sampled rollouts, adaptive KL (GRPO: groups of 2, the KL in the loss, minibatches of one
+    group): after SIGKILL before batch 2 and a resume from last.ckpt, batch 2 sees the same
+    prompts and gives the same losses as in an uninterrupted run."""
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    script = str(SCRIPTS / "ppo_resume.py")
-    runs = [subprocess.Popen([sys.executable, script, str(straight), "--batches", "3"], cwd=REPO, env=env,
+    script, chosen = str(SCRIPTS / "ppo_resume.py"), ["--estimator", estimator]
+    runs = [subprocess.Popen([sys.executable, script, str(straight), "--batches", "3", *chosen], cwd=REPO, env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True),
-            subprocess.Popen([sys.executable, script, str(killed), "--batches", "3", "--kill_before", "2"], cwd=REPO,
-                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)]
+            subprocess.Popen([sys.executable, script, str(killed), "--batches", "3", "--kill_before", "2", *chosen],
+                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)]
     outputs = [run.communicate(timeout=600)[0] for run in runs]
     assert runs[0].returncode == 0, outputs[0][-3000:]
     assert runs[1].returncode == -9, outputs[1][-3000:]
     assert len((killed / "steps.jsonl").read_text().splitlines()) == 2
-    resumed = run_script(script, str(killed), "--batches", "3", "--resume")
+    resumed = run_script(script, str(killed), "--batches", "3", "--resume", *chosen)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
 
     expected = [json.loads(line) for line in (straight / "steps.jsonl").read_text().splitlines()]
@@ -393,3 +539,31 @@ def test_fsdp2_generates_and_trains_on_two_processes_like_ddp(tmp_path):
     for part in ("actor", "critic", "value_head"):
         torch.testing.assert_close(torch.tensor(fsdp[0]["after"][part]), torch.tensor(ddp[0]["after"][part]),
                                    rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.slow
+@pytest.mark.multiprocess
+def test_group_estimator_on_two_fsdp2_processes_matches_one_process(tmp_path):
+    """REINFORCE++-baseline (it whitens over the whole batch, and averages over tokens), groups of
+    2 sampled completions, the KL as a loss term with adaptive control, 2 steps: FSDP2 on 2 gloo
+    processes ends with the LoRA weights and KL coefficient of one process training on both
+    ranks' prompts at once."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    script = str(SCRIPTS / "ppo_fsdp.py")
+    runs = {name: subprocess.Popen([sys.executable, script, str(tmp_path / name), "--strategy", name,
+                                    "--estimator", "reinforce_pp_baseline"], cwd=REPO, env=env,
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            for name in ("fsdp", "single")}
+    for name, run in runs.items():
+        output = run.communicate(timeout=600)[0]
+        assert run.returncode == 0, f"{name}: {output[-3000:]}"
+    fsdp = [json.loads((tmp_path / "fsdp" / f"rank{r}.json").read_text()) for r in (0, 1)]
+    single = json.loads((tmp_path / "single" / "rank0.json").read_text())
+    assert all(rank["world_size"] == 2 and rank["sharded"] for rank in fsdp) and single["world_size"] == 1
+    assert fsdp[0]["after"]["actor"] != fsdp[0]["before"]["actor"]
+    assert fsdp[0]["after"] == fsdp[1]["after"]
+    torch.testing.assert_close(torch.tensor(fsdp[0]["after"]["actor"]), torch.tensor(single["after"]["actor"]),
+                               rtol=1e-4, atol=1e-6)
+    # 2 steps of adaptive control over the global batch of 8 completions, as in one process
+    assert fsdp[0]["kl_coef"] == fsdp[1]["kl_coef"] == pytest.approx(single["kl_coef"], rel=1e-6)
+    assert fsdp[0]["metrics"]["reward/mean"] == pytest.approx(single["metrics"]["reward/mean"])

@@ -68,7 +68,7 @@ from __future__ import annotations
 import random
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -307,8 +307,11 @@ class IRMPPOModule(pl.LightningModule):
         kl_mode: ``"reward"`` (a per-token reward penalty) or ``"loss"`` (the k3 term in the loss).
         clip_score, gamma, lam, policy_clip, value_clip, whiten_advantages (``gae`` only): PPO
             (DESIGN §2).
-        ppo_epochs, minibatch_size: passes over each rollout batch and rows per update (None =
-            the whole batch; rows are completions, so a batch has ``batch_size * num_generations``).
+        ppo_epochs, minibatch_size: passes over each rollout batch and rows per optimizer step
+            (None = the whole batch; rows are completions: a batch has ``batch_size * num_generations``).
+        microbatch_size: rows per forward / backward within a minibatch (gradient accumulation, the
+            same gradients; None = the minibatch): bounds activation memory without more optimizer
+            steps, so one epoch over one minibatch still needs no old-log-prob pass.
         max_new_tokens, do_sample, temperature, top_p: generation (greedy by default);
             ``max_new_tokens`` is also Dr. GRPO's loss constant.
         reward_table: category -> reward overrides of ``RewardTable`` (DESIGN §2 values).
@@ -345,6 +348,7 @@ class IRMPPOModule(pl.LightningModule):
         whiten_advantages: bool = False,
         ppo_epochs: int = 3,
         minibatch_size: int | None = None,
+        microbatch_size: int | None = None,
         max_new_tokens: int = 512,
         do_sample: bool = False,
         temperature: float = 0.7,
@@ -379,8 +383,8 @@ class IRMPPOModule(pl.LightningModule):
             raise ValueError(f"quantization={quantization!r} freezes the weights: the actor needs lora options")
         if has_critic and quantization is not None and critic_layout == "copy" and critic_lora is None:
             raise ValueError("a quantized critic copy cannot be trained fully: give critic_lora")
-        if ppo_epochs < 1 or max_new_tokens < 1 or (minibatch_size is not None and minibatch_size < 1):
-            raise ValueError("ppo_epochs, max_new_tokens and minibatch_size must be >= 1")
+        if ppo_epochs < 1 or max_new_tokens < 1 or any(n is not None and n < 1 for n in (minibatch_size, microbatch_size)):
+            raise ValueError("ppo_epochs, max_new_tokens, minibatch_size and microbatch_size must be >= 1")
         self.table = RewardTable(**(reward_table or {}))
         # Dicts, not dataclasses, in hparams: checkpoints are read with torch.load(weights_only=True).
         self.save_hyperparameters(ignore=["lora", "critic_lora"])
@@ -594,12 +598,10 @@ class IRMPPOModule(pl.LightningModule):
             return value
         return self.trainer.strategy.reduce(value.clone(), reduce_op="sum")
 
-    def _divisor(self, mask: torch.Tensor, how: str) -> torch.Tensor | None:
-        """What a loss of this process divides its sum by (``aggregate_token_losses``) so that the
-        gradients the processes average are those of the global mean: the count (tokens for a
-        token mean, else sequences) over all processes / their number; None in one process."""
-        if self.trainer.world_size == 1:
-            return None
+    def _divisor(self, mask: torch.Tensor, how: str) -> torch.Tensor:
+        """What the loss sums of a minibatch with response ``mask`` are divided by
+        (``aggregate_token_losses``): its count (tokens for a token mean, else sequences) over all
+        processes / their number, so the gradients the processes average are the global mean's."""
         local = mask.sum() if how == "token_mean" else mask.shape[0]
         return self._sum_over_processes(local) / self.trainer.world_size
 
@@ -649,31 +651,38 @@ class IRMPPOModule(pl.LightningModule):
 
         optimizers = self.optimizers()
         actor_opt, critic_opt = optimizers if self.has_critic else (optimizers, None)
+        kl_in_loss = ref_logp is not None and hp.kl_mode == "loss"
+        if on_policy:  # filled by the update's forwards
+            old_logp = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device)
         stats: dict[str, list[torch.Tensor]] = {"policy_loss": [], "clip_fraction": [], "entropy": []}
         if self.has_critic:
             stats["value_loss"] = []
+
+        def policy_loss(rows: torch.Tensor, divisor: torch.Tensor) -> torch.Tensor:
+            part, part_mask = rollout.rows(rows), mask[rows]
+            logits = self.policy_logits(self.actor, part)
+            logp = gather_logprobs(logits, part.response_ids)
+            if on_policy:
+                old_logp[rows] = logp.detach()
+            losses, clip_fraction = clipped_policy_losses(logp, old_logp[rows], advantages[rows], part_mask,
+                                                          hp.policy_clip)
+            if kl_in_loss:
+                losses = losses + kl_coef * k3_kl(logp, ref_logp[rows])
+            stats["clip_fraction"].append(clip_fraction)
+            stats["entropy"].append(masked_mean(token_entropy(logits.detach()), part_mask))
+            return aggregate_token_losses(losses, part_mask, self.loss_aggregation, hp.max_new_tokens, divisor)
+
+        def value_loss(rows: torch.Tensor, divisor: torch.Tensor) -> torch.Tensor:
+            return ppo_value_loss(self.values(rollout.rows(rows)), old_values[rows], returns[rows], mask[rows],
+                                  hp.value_clip, divisor)
+
         for _ in range(hp.ppo_epochs):
             for rows in minibatches:
-                part, part_mask = rollout.rows(rows), mask[rows]
-                logits = self.policy_logits(self.actor, part)
-                logp = gather_logprobs(logits, part.response_ids)
-                if on_policy:  # rows are all rows here
-                    old_logp = logp.detach()
-                losses, clip_fraction = clipped_policy_losses(logp, old_logp[rows], advantages[rows], part_mask,
-                                                              hp.policy_clip)
-                if ref_logp is not None and hp.kl_mode == "loss":
-                    losses = losses + kl_coef * k3_kl(logp, ref_logp[rows])
-                policy_loss = aggregate_token_losses(losses, part_mask, self.loss_aggregation, hp.max_new_tokens,
-                                                     self._divisor(part_mask, self.loss_aggregation))
-                self._update(actor_opt, policy_loss, "policy", batch_idx)
-                stats["policy_loss"].append(policy_loss.detach())
-                stats["clip_fraction"].append(clip_fraction)
-                stats["entropy"].append(masked_mean(token_entropy(logits.detach()), part_mask))
+                stats["policy_loss"].append(self._accumulated_step(
+                    actor_opt, rows, mask, self.loss_aggregation, policy_loss, "policy", batch_idx))
                 if self.has_critic:
-                    value_loss = ppo_value_loss(self.values(part), old_values[rows], returns[rows], part_mask,
-                                                hp.value_clip, self._divisor(part_mask, "token_mean"))
-                    self._update(critic_opt, value_loss, "value", batch_idx)
-                    stats["value_loss"].append(value_loss.detach())
+                    stats["value_loss"].append(self._accumulated_step(
+                        critic_opt, rows, mask, "token_mean", value_loss, "value", batch_idx))
         clock.lap("updates")
         self.phase_seconds = clock.seconds
         self._log_step(stats, scores, categories, advantages, mask, old_logp, ref_logp, kl_coef)
@@ -705,19 +714,32 @@ class IRMPPOModule(pl.LightningModule):
         self.log("reward/mean", scores.mean().item(), prog_bar=True, on_step=True, on_epoch=False, sync_dist=True,
                  batch_size=B)
 
-    def _update(self, optimizer, loss: torch.Tensor, name: str, batch_idx: int) -> None:
-        """One clipped optimizer step on ``loss``; a non-finite loss stops the run before it
-        touches the weights."""
+    def _accumulated_step(self, optimizer, rows: torch.Tensor, mask: torch.Tensor, how: str,
+                          loss_of: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], name: str,
+                          batch_idx: int) -> torch.Tensor:
+        """One clipped optimizer step on the minibatch ``rows``: ``loss_of(micro_rows, divisor)``
+        for each micro-batch, each backpropagated at once (gradient accumulation; the divisor is
+        the whole minibatch's count, so the gradients are the minibatch's). Returns the loss."""
+        divisor = self._divisor(mask[rows], how)
+        optimizer.zero_grad()
+        total = torch.zeros((), device=mask.device)
+        for micro in rows.split(self.hparams.microbatch_size or len(rows)):
+            loss = loss_of(micro, divisor)
+            self._backward(loss, name, batch_idx)
+            total = total + loss.detach()
+        self.clip_gradients(optimizer, gradient_clip_val=self.hparams.gradient_clip_val,
+                            gradient_clip_algorithm="norm")
+        optimizer.step()
+        return total
+
+    def _backward(self, loss: torch.Tensor, name: str, batch_idx: int) -> None:
+        """Backpropagate ``loss``; a non-finite loss stops the run before it touches the weights."""
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"PPO {name} loss is {loss.item()} at batch index {batch_idx} (epoch {self.current_epoch}, "
                 f"global step {self.global_step}); stopping before the optimizer step. Lower the learning "
                 "rates, or check the rewards and the model's dtype.")
-        optimizer.zero_grad()
         self.manual_backward(loss)
-        self.clip_gradients(optimizer, gradient_clip_val=self.hparams.gradient_clip_val,
-                            gradient_clip_algorithm="norm")
-        optimizer.step()
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         """Greedy rollouts on held-out prompts: mean reward and category shares per epoch."""
