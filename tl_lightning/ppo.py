@@ -100,7 +100,16 @@ from tl_lightning.losses import (
     terminal_rewards,
     token_entropy,
 )
-from tl_lightning.modeling import SMOLLM2, LoraOptions, ValueHead, load_model, load_tokenizer
+from tl_lightning.export import export_pkt_checkpoint
+from tl_lightning.modeling import (
+    SMOLLM2,
+    LoraOptions,
+    ValueHead,
+    disable_dropout,
+    last_hidden_state,
+    load_model,
+    load_tokenizer,
+)
 from tl_lightning.pkt import shard_model
 from tl_lightning.reward import CATEGORIES, RewardTable, classify_call
 
@@ -228,46 +237,6 @@ def evaluate_rewards(model, tokenizer, dataloader, *, max_new_tokens: int = 128,
         raise ValueError("evaluate_rewards got an empty dataloader")
     return {"prompts": len(categories), "mean_reward": torch.cat(rewards).mean().item(),
             "shares": category_shares(categories)}
-
-
-# ---------------------------------------------------------------------------------------------
-# model plumbing
-
-
-def last_hidden_state(model: nn.Module, **inputs: Any) -> torch.Tensor:
-    """(B, T, H) final hidden states of a (peft-wrapped) causal LM, captured from its decoder.
-
-    The call goes through the model itself (so FSDP's root hooks run), with logits for one
-    position only: the vocabulary projection of the whole sequence is never computed.
-    """
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    captured: list[torch.Tensor] = []
-
-    def keep(module: nn.Module, args: Any, output: Any) -> None:
-        captured.append(output[0] if isinstance(output, tuple) else output.last_hidden_state)
-
-    handle = base.get_decoder().register_forward_hook(keep)
-    try:
-        model(**inputs, logits_to_keep=1, use_cache=False)
-    finally:
-        handle.remove()
-    return captured[-1]
-
-
-def disable_dropout(model: nn.Module) -> None:
-    """Dropout off everywhere (LoRA's included): PPO's ratio compares the same network's
-    log-probs in rollout and update, which dropout noise would blur.
-
-    Switched off on the modules themselves: ``nn.Dropout`` layers (LoRA's too), and every float
-    attribute named ``*dropout*`` (HF attention modules copy ``config.attention_dropout`` into
-    one when they are built, so editing the config afterwards changes nothing). Call it again
-    after adding modules (an adapter)."""
-    for module in model.modules():
-        if isinstance(module, nn.Dropout):
-            module.p = 0.0
-        for name, value in list(vars(module).items()):
-            if "dropout" in name and isinstance(value, float):
-                setattr(module, name, 0.0)
 
 
 def _lora_from(value: LoraOptions | dict | None) -> LoraOptions | None:
@@ -780,21 +749,3 @@ class IRMPPOModule(pl.LightningModule):
         np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached_gaussian))
         if "cuda" in rng and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
-
-
-# ---------------------------------------------------------------------------------------------
-# starting from a PKTModule checkpoint
-
-
-def export_pkt_checkpoint(checkpoint: str | Path) -> Path:
-    """An HF folder with the model of a ``PKTModule`` checkpoint (LoRA merged) and its tokenizer,
-    written once beside the checkpoint (``<name>.hf/``) and reused; concurrent processes (ranks)
-    never see it half-written."""
-    from tl_lightning.export import export_checkpoint
-    from tl_lightning.modeling import write_folder_atomically
-
-    checkpoint = Path(checkpoint)
-    if not checkpoint.is_file():
-        raise FileNotFoundError(f"init_checkpoint {checkpoint} does not exist")
-    return write_folder_atomically(checkpoint.with_name(checkpoint.name + ".hf"),
-                                    lambda folder: export_checkpoint(checkpoint, folder))
