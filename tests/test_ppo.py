@@ -331,8 +331,9 @@ def quiet_trainer(tmp_path) -> pl.Trainer:
 PASS_CASES = {
     "gae": ("gae", dict(kl_coef=0.0), (1, 2)),  # critic values; policy and value updates
     "grpo": ("grpo", dict(kl_coef=0.0), (0, 1)),  # the update alone: its log-probs are the old ones
-    "grpo_kl_loss": ("grpo", dict(kl_coef=0.1, kl_mode="loss"), (1, 1)),  # + the reference
-    "rloo_kl_reward": ("rloo", dict(kl_coef=0.1), (2, 1)),  # + reference and old: the KL reward needs both
+    # + the reference: two forwards, each group's prompt once, then the responses on its cache
+    "grpo_kl_loss": ("grpo", dict(kl_coef=0.1, kl_mode="loss"), (2, 1)),
+    "rloo_kl_reward": ("rloo", dict(kl_coef=0.1), (3, 1)),  # + reference and old: the KL reward needs both
     "dr_grpo_2_epochs": ("dr_grpo", dict(kl_coef=0.0, ppo_epochs=2), (1, 2)),  # + old; two updates
     "reinforce_pp_microbatches": ("reinforce_pp_baseline", dict(kl_coef=0.0, microbatch_size=2), (0, 2)),
 }
@@ -364,6 +365,30 @@ def test_each_estimator_trains_with_only_the_passes_it_needs(case, rl_batches, t
         assert torch.isfinite(metrics[name]), name
     assert ("ppo/kl" in metrics) == (options["kl_coef"] != 0)
     assert sum(float(metrics[f"time/{p}_share"]) for p in ppo.PHASES) == pytest.approx(1.0)
+
+
+@pytest.mark.slow
+def test_group_log_probs_run_each_prompt_once_and_agree_with_the_full_pass(rl_batches):
+    """The reference pass of a group runs its (left-padded) prompt once and the responses on the
+    repeated KV cache: the same log-probs as the full forward of every row, to float rounding."""
+    module = tiny_module(advantage_estimator="grpo", num_generations=3, do_sample=True, temperature=0.7,
+                         max_new_tokens=6)
+    module.configure_model()
+    with torch.no_grad():
+        for param in module.actor.parameters():
+            if param.requires_grad:  # a trained adapter, so policy and reference differ
+                param.add_(0.05 * torch.randn_like(param))
+    rollout = module.make_rollout(repeat_prompts(rl_batches[0], 3))
+    mask = rollout.response_mask.bool()
+    with torch.no_grad():
+        with module._reference_context():
+            full_reference = module.logprobs(module.actor, rollout)
+        torch.testing.assert_close(module.reference_logprobs(rollout)[mask], full_reference[mask], rtol=0, atol=1e-5)
+        full_policy = module.logprobs(module.actor, rollout)
+        torch.testing.assert_close(module.group_logprobs(module.actor, rollout)[mask], full_policy[mask], rtol=0,
+                                   atol=1e-5)
+    assert (full_policy - full_reference)[mask].abs().max() > 1e-2
+    assert module.actor.training  # given back in train mode
 
 
 @pytest.mark.slow

@@ -71,7 +71,6 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
@@ -79,6 +78,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from tl_lightning.export import export_pkt_checkpoint
 from tl_lightning.generation import Rollout, StopRule, generate, sampling_seed
 from tl_lightning.losses import (
     LOSS_AGGREGATIONS,
@@ -100,7 +100,6 @@ from tl_lightning.losses import (
     terminal_rewards,
     token_entropy,
 )
-from tl_lightning.export import export_pkt_checkpoint
 from tl_lightning.modeling import (
     SMOLLM2,
     LoraOptions,
@@ -517,9 +516,38 @@ class IRMPPOModule(pl.LightningModule):
         return gather_logprobs(self.policy_logits(model, rollout), rollout.response_ids)
 
     def reference_logprobs(self, rollout: Rollout) -> torch.Tensor:
-        """(B, R) log-probs of the response tokens under the reference policy."""
+        """(B, R) log-probs of the response tokens under the reference policy (the prompt of each
+        group run once: ``group_logprobs``)."""
         with self._reference_context():
-            return self.logprobs(self.actor if self.reference is None else self.reference, rollout)
+            return self.group_logprobs(self.actor if self.reference is None else self.reference, rollout)
+
+    @torch.no_grad()
+    def group_logprobs(self, model: nn.Module, rollout: Rollout) -> torch.Tensor:
+        """(B, R) log-probs of the response tokens, like ``logprobs`` without grad, but the G rows of
+        a group share their prompt: it runs once per group, its KV cache is repeated G times and
+        only the responses run on top. A forward over P + R tokens per row becomes P / G + R, so
+        long tool-list prompts stop dominating (the values agree with ``logprobs`` to float
+        rounding, which is why the ratio's old log-probs do not come from here)."""
+        G, P = self.hparams.num_generations, rollout.prompt_length
+        if G == 1:
+            return self.logprobs(model, rollout)
+        firsts = torch.arange(0, rollout.sequences.shape[0], G, device=rollout.sequences.device)
+        was_training = model.training
+        model.eval()  # the KV cache; dropout is off anyway, and gradient checkpointing would drop the cache
+        try:
+            prompt = model(input_ids=rollout.sequences[firsts, :P], attention_mask=rollout.attention_mask[firsts, :P],
+                           position_ids=rollout.position_ids[firsts, :P], use_cache=True, logits_to_keep=1)
+            logits = [prompt.logits.repeat_interleave(G, 0)]  # predicts response token 0
+            R = rollout.response_mask.shape[1]
+            if R > 1:
+                cache = prompt.past_key_values
+                cache.batch_repeat_interleave(G)
+                logits.append(model(input_ids=rollout.sequences[:, P:-1], attention_mask=rollout.attention_mask[:, :-1],
+                                    position_ids=rollout.position_ids[:, P:-1], past_key_values=cache,
+                                    use_cache=True).logits)
+        finally:
+            model.train(was_training)
+        return gather_logprobs(tempered_logits(torch.cat(logits, 1), self.rollout_temperature), rollout.response_ids)
 
     def values(self, rollout: Rollout) -> torch.Tensor:
         """(B, R) critic values of the states before each response token."""
