@@ -8,11 +8,13 @@ One training step = one RL iteration on a batch of ``stage="rl"`` prompts:
    (a group), greedy or sampled with per-row seeds, each row stopping at eos or end-of-turn text;
 2. the responses are scored with ``irm_reward`` (its category is logged);
 3. the no-grad passes that the estimator needs: reference log-probs (only with a non-zero KL
-   coefficient), old log-probs (unless the update is one pass over one minibatch: then they are
-   the update's own, detached), critic values (``gae`` only); then the advantages, over the whole
-   rollout batch (of all processes, where the estimator looks beyond a group), before any minibatch;
+   coefficient; each group's prompt runs once, ``group_logprobs``), old log-probs (unless the
+   update is one pass over one minibatch: then they are the update's own, detached), critic
+   values (``gae`` only); then the advantages, over the whole rollout batch (of all processes,
+   where the estimator looks beyond a group), before any minibatch;
 4. ``ppo_epochs`` passes over minibatches: a clipped-ratio policy update each (and a critic
-   update for ``gae``), with gradient clipping (manual optimization).
+   update for ``gae``), in micro-batches (gradient accumulation), with gradient clipping (manual
+   optimization).
 
 Advantage estimators (``advantage_estimator``; the formulas are in ``losses.py``):
 
