@@ -179,8 +179,11 @@ def generate_prefill_alone(model: Any, tokenizer: Any, prompts: Sequence[str], b
     prefilled alone (no padding: on CPU the prompt pass is compute-bound, so batching it saves
     nothing and padding adds work), then the rows of a batch decode together; and a row leaves
     the batch as soon as it stops (``generate`` keeps decoding stopped rows until the last stops).
-    Same greedy tokens, stop rule (eos or ``end_of_call``) and cut as ``generate_calls``."""
-    from tl_lightning.evaluate import cut_after_call, end_of_call
+    Same greedy tokens, stop rule (eos or ``StopRule(after_call=True)``) and cut as
+    ``generation.generate``."""
+    from tl_lightning.generation import StopRule
+
+    rule = StopRule(after_call=True)
 
     eos = model.generation_config.eos_token_id
     eos_ids = set(eos if isinstance(eos, list) else [eos])
@@ -191,7 +194,7 @@ def generate_prefill_alone(model: Any, tokenizer: Any, prompts: Sequence[str], b
     def stopped(i: int) -> bool:
         ids = generated[i]
         return (ids[-1] in eos_ids or len(ids) >= max_new_tokens
-                or end_of_call(tokenizer.decode(ids, skip_special_tokens=True)) is not None)
+                or rule.end(tokenizer.decode(ids)) is not None)
 
     with torch.no_grad():
         for start in range(0, len(order), batch_size):
@@ -219,7 +222,7 @@ def generate_prefill_alone(model: Any, tokenizer: Any, prompts: Sequence[str], b
                     mask, positions = mask[index], positions[index]
                     rows = [rows[k] for k in keep]
                 positions = positions + 1
-    return [cut_after_call(tokenizer.decode(generated[i], skip_special_tokens=True)) for i in range(len(prompts))]
+    return [rule.cut(tokenizer.decode(generated[i])) for i in range(len(prompts))]
 
 
 # --------------------------------------------------------------------------- the divergences

@@ -2,14 +2,14 @@
 where TRL is importable, the same iteration with TRL's PPO trainer side by side.
 
 What runs is the real module: ``IRMPPOModule.training_step`` inside a Lightning ``Trainer``
-(manual optimization, CPU, float32). Small wrappers around the functions it calls mark the phase
-boundaries of each step, so the phases add up to the step's wall time:
+(manual optimization, CPU, float32); its phases are the module's own ``phase_seconds``, which add
+up to the step's wall time (logging aside):
 
-- ``generation``: ``generate_rollout`` (batched greedy ``generate`` with the KV cache);
+- ``generation``: ``generation.generate`` (batched greedy ``generate`` with the KV cache);
 - ``scoring``: ``score_responses`` (decoded responses against the gold calls, IRM reward);
 - ``passes``: the no-grad log-prob / value passes (actor, reference = actor with its adapters
-  off, critic), the KL-penalized rewards and GAE: everything up to the first update forward;
-- ``updates``: the policy and value updates (forwards, backwards, clipping, AdamW) and logging.
+  off, critic), the KL-penalized rewards and GAE: everything before the first update;
+- ``updates``: the policy and value updates (forwards, backwards, clipping, AdamW).
 
 The rollout cost is generation + scoring + passes. Setup: SmolLM2-135M-Instruct, LoRA r=8
 (alpha 16, no dropout, q/k/v/o) for the actor, the critic a second adapter over the same frozen
@@ -70,6 +70,7 @@ import torch
 
 from benchmarks._timing import Spread, emit_json, fmt, interleaved, paired_ratio, print_table, spread
 from tl_lightning import ppo
+from tl_lightning.generation import Rollout, StopRule
 from tl_lightning.data.datamodule import PromptSample, ToolUseDataModule, collate_prompts
 from tl_lightning.modeling import SMOLLM2, TINY_LLAMA, LoraOptions, resolve_model_path
 
@@ -164,51 +165,31 @@ class StepTimes:
 
 @dataclass
 class PhaseRecorder:
-    """Marks the phase boundaries of each ``IRMPPOModule.training_step`` while ``installed``."""
+    """Records each ``IRMPPOModule.training_step``'s phase seconds while ``installed``."""
 
     steps: list[StepTimes] = field(default_factory=list)
-    _marks: dict[str, float] = field(default_factory=dict)
-    _rollout: ppo.Rollout | None = None
+    _rollout: Rollout | None = None
 
     @contextmanager
     def installed(self, module: ppo.IRMPPOModule) -> Iterator["PhaseRecorder"]:
-        """Wrap ``generate_rollout`` and ``score_responses`` (module globals the step looks up at
-        call time) and the module's ``training_step`` and ``policy_logits``."""
+        """Wrap ``generate`` (a module global the step looks up at call time; its rollout gives the
+        widths) and the module's ``training_step``."""
         with ExitStack() as stack:
-            for target, name, wrap in ((ppo, "generate_rollout", self._after("generated", keep=True)),
-                                       (ppo, "score_responses", self._after("scored")),
-                                       (module, "policy_logits", self._first_grad_forward),
-                                       (module, "training_step", self._step)):
-                stack.enter_context(mock.patch.object(target, name, wrap(getattr(target, name))))
+            stack.enter_context(mock.patch.object(ppo, "generate", self._keep_rollout(ppo.generate)))
+            stack.enter_context(mock.patch.object(module, "training_step", self._step(module, module.training_step)))
             yield self
 
-    def _after(self, mark: str, keep: bool = False) -> Callable[[Callable], Callable]:
-        def wrap(fn: Callable) -> Callable:
-            def timed(*args: Any, **kwargs: Any) -> Any:
-                result = fn(*args, **kwargs)
-                self._marks[mark] = time.perf_counter()
-                if keep:
-                    self._rollout = result
-                return result
-            return timed
-        return wrap
+    def _keep_rollout(self, fn: Callable) -> Callable:
+        def kept(*args: Any, **kwargs: Any) -> Rollout:
+            self._rollout = fn(*args, **kwargs)
+            return self._rollout
+        return kept
 
-    def _first_grad_forward(self, fn: Callable) -> Callable:
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            if torch.is_grad_enabled():  # the no-grad passes call it too; the updates with grad
-                self._marks.setdefault("update", time.perf_counter())
-            return fn(*args, **kwargs)
-        return timed
-
-    def _step(self, fn: Callable) -> Callable:
+    def _step(self, module: ppo.IRMPPOModule, fn: Callable) -> Callable:
         def timed(batch: dict[str, Any], batch_idx: int) -> Any:
-            self._marks = {"start": time.perf_counter()}
             result = fn(batch, batch_idx)
-            m, end = self._marks, time.perf_counter()
-            bounds = [m["start"], m["generated"], m["scored"], m["update"], end]
             mask = self._rollout.response_mask
-            self.steps.append(StepTimes(mask.shape[0], mask.shape[1], int(mask.sum()),
-                                        {p: b - a for p, a, b in zip(PHASES, bounds, bounds[1:])}))
+            self.steps.append(StepTimes(mask.shape[0], mask.shape[1], int(mask.sum()), dict(module.phase_seconds)))
             return result
         return timed
 
@@ -280,7 +261,7 @@ class TRLIteration:
                                           do_sample=False, pad_token_id=self.tokenizer.pad_token_id)
         generated = time.perf_counter()
         self.response_lengths = [len(r) for r in responses]
-        texts = [ppo.cut_at_end_marker(self.tokenizer.decode(r.tolist())) for r in responses]
+        texts = [StopRule().cut(self.tokenizer.decode(r.tolist())) for r in responses]
         scores, _ = ppo.score_responses(texts, [p.gold for p in self.prompts], [p.tools for p in self.prompts])
         scored = time.perf_counter()
         stats = self.trainer.step(self.queries, responses, list(scores))

@@ -1,5 +1,5 @@
-"""Smoke tests of the PPO benchmarks: ``ppo_step --quick`` (in this process) and the PPO half of
-``memory.py`` at its quick setting (two child processes), both on tiny-llama."""
+"""Smoke tests of the RL benchmarks: ``ppo_step --quick`` and ``rl_step --quick`` (in this process)
+and the PPO half of ``memory.py`` at its quick setting (two child processes), all on tiny-llama."""
 
 from __future__ import annotations
 
@@ -38,20 +38,35 @@ def test_ppo_step_quick(capsys):
 
 
 def test_phase_recorder_partitions_the_real_training_step():
-    """The recorder's marks come from the module's own calls, in training_step's order, and the
-    patched names are restored afterwards."""
+    """The recorder reads the module's own phase times and the rollout's width, and the patched
+    names are restored afterwards."""
     from benchmarks.ppo_step import PhaseRecorder, build_module, prompt_batch, quiet_lightning, rl_prompts, run_ours
     from tl_lightning import ppo
 
-    original = ppo.generate_rollout
+    original = ppo.generate
     module = build_module("tiny-llama", max_new_tokens=2, minibatch_size=1)
     batches = [prompt_batch(rl_prompts(module.tokenizer, 2), 2, module.tokenizer.pad_token_id)]
     recorder = PhaseRecorder()
     with recorder.installed(module), quiet_lightning():
         steps = run_ours(module, recorder, batches)
-    assert ppo.generate_rollout is original and "training_step" not in vars(module)
+    assert ppo.generate is original and "training_step" not in vars(module)
     assert len(steps) == 1 and steps[0].batch == 2 and steps[0].width <= 2
     assert all(v >= 0 for v in steps[0].seconds.values()) and steps[0].seconds["updates"] > 0
+
+
+def test_rl_step_quick(capsys):
+    """One iteration per estimator variant, phases from the module itself, the GRPO / PPO ratio."""
+    from benchmarks import rl_step
+
+    figures = rl_step.main(["--quick"])
+    assert last_json_line(capsys) == json.loads(json.dumps(figures))
+    assert figures["benchmark"] == "rl_step" and figures["trl"] is None and figures["trl_skipped"] == "--no-trl"
+    assert set(figures["by_variant"]) == {"gae", "grpo"} and figures["generated_width"] == {"gae": 4, "grpo": 4}
+    for name, v in figures["by_variant"].items():
+        phases = v["phases_s"]
+        assert phases["generation"] > 0 and phases["updates"] > 0, name
+        assert sum(phases.values()) == pytest.approx(v["seconds"]["median"], abs=0.01)  # one round: same step
+    assert figures["grpo_vs_gae"] == figures["by_variant"]["grpo"]["vs_gae"] > 0
 
 
 def test_memory_ppo_quick(capsys):

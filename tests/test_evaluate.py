@@ -1,6 +1,6 @@
 """tl_lightning.evaluate: gold ceilings on the real benchmark files, the score / gold / run
 commands in-process, bad input through the real command (one line, exit status 2),
-predictions-file checks and where generation stops."""
+predictions-file checks (where generation stops: tests/test_generation.py)."""
 
 from __future__ import annotations
 
@@ -16,8 +16,6 @@ from tl_lightning.data.records import DataError
 from tl_lightning.evaluate import (
     ItemResult,
     aggregate,
-    cut_after_call,
-    end_of_call,
     gold_prediction,
     load_items,
     main,
@@ -246,30 +244,6 @@ def test_good_input_still_scores(tmp_path, capsys):
     with pytest.raises(DataError, match="no records"):  # in-process, main raises for its caller
         main(["gold", "--benchmark", "rotbench", "--data", str(tmp_path / "empty.json"),
               "--output", str(tmp_path / "x.jsonl")])
-
-
-# ------------------------------------------------------------------ where generation stops
-
-
-@pytest.mark.parametrize("text,answer", [
-    ('search(q="x")</s> and more', 'search(q="x")'),
-    ('<tool_call>\n{"name": "f", "arguments": {}}\n</tool_call><|im_end|>', '<tool_call>\n{"name": "f", "arguments": {}}\n</tool_call>'),
-    ('search(q="x")\nsearch(q="y")\n', 'search(q="x")'),
-    ('Thought: look it up\nAction: search\nAction Input: {"q": "x"}\nObservation: ...',
-     'Thought: look it up\nAction: search\nAction Input: {"q": "x"}'),
-    ('Action: search\nAction Input: {\n  "q": "x"\n}\nmore', 'Action: search\nAction Input: {\n  "q": "x"\n}'),
-])
-def test_answers_end_after_the_call(text, answer):
-    assert cut_after_call(text) == answer
-
-
-def test_unfinished_answers_go_on():
-    assert end_of_call('search(q="x"') is None
-    assert end_of_call("Thought: I should search\nAction: sea") is None
-    assert end_of_call('search(q="x")') is None  # no newline yet: more text may follow
-    # parallel calls (BFCL) only end at an end marker
-    assert end_of_call('f(a=1)\ng(b=2)\n', stop_at_newline=False) is None
-    assert cut_after_call('f(a=1)\ng(b=2)</s>', stop_at_newline=False) == "f(a=1)\ng(b=2)"
 
 
 # ------------------------------------------------------------------ run (generation)

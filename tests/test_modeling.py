@@ -1,4 +1,5 @@
-"""modeling.py: built-in models, dtype, gradient checkpointing, LoRA, QLoRA and its CPU trap."""
+"""modeling.py: built-in models, dtype, gradient checkpointing, LoRA, QLoRA and its CPU trap,
+dropout switched off for RL."""
 
 from __future__ import annotations
 
@@ -8,12 +9,14 @@ import bitsandbytes as bnb
 import pytest
 import torch
 
+from tl_lightning.losses import gather_logprobs
 from tl_lightning.modeling import (
     SMOLLM2,
     TINY_LLAMA,
     LoraOptions,
     ValueHead,
     build_tiny_llama,
+    disable_dropout,
     guard_cpu_4bit,
     load_model,
     load_tokenizer,
@@ -226,3 +229,24 @@ def test_bundled_smollm2_loads_as_a_real_llama(smollm2_tokenizer):
     with torch.no_grad():
         logits = model(input_ids=ids).logits
     assert smollm2_tokenizer.decode(logits[0, -1].argmax()).strip() == "Paris"
+
+
+def test_disable_dropout_reaches_the_attention_modules(smollm2_tokenizer):
+    """HF attention modules copy ``config.attention_dropout`` when built: after ``disable_dropout``
+    a tiny Llama built with attention dropout 0.1 (and LoRA dropout 0.1) gives the same log-probs
+    in train mode (the update) as in eval mode (the rollout)."""
+    from peft import get_peft_model
+    from transformers import LlamaForCausalLM
+
+    from tl_lightning.modeling import tiny_llama_config
+
+    config = tiny_llama_config(smollm2_tokenizer)
+    config.attention_dropout = 0.1
+    torch.manual_seed(0)
+    model = get_peft_model(LlamaForCausalLM(config), LoraOptions(r=4, alpha=8, dropout=0.1).peft_config())
+    ids = torch.randint(0, len(smollm2_tokenizer), (2, 12))
+    disable_dropout(model)
+    with torch.no_grad():
+        rollout = gather_logprobs(model.eval()(input_ids=ids).logits[:, :-1], ids[:, 1:])
+        update = gather_logprobs(model.train()(input_ids=ids).logits[:, :-1], ids[:, 1:])
+    torch.testing.assert_close(update, rollout, rtol=0, atol=1e-6)

@@ -1,6 +1,7 @@
-"""IRMPPOModule (tl_lightning/ppo.py): KL control, stopping, scoring, rollouts on tiny-llama, a
-PPO step for each model layout, the QLoRA generate-then-train trap, starting from a PKTModule
-checkpoint, and (as subprocess scripts) resume after SIGKILL and FSDP2 on 2 gloo processes."""
+"""IRMPPOModule (tl_lightning/ppo.py): KL control, scoring, groups, rollouts on tiny-llama, a PPO
+step for each model layout, a step per group-relative estimator with its forward passes counted,
+the QLoRA generate-then-train trap, starting from a PKTModule checkpoint, the tiny recipes through
+the CLI, and (as subprocess scripts) resume after SIGKILL and FSDP2 on 2 gloo processes."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import os
 import subprocess
 import sys
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
+from unittest import mock
 
 import lightning.pytorch as pl
 import pytest
@@ -19,21 +22,23 @@ from torch.utils.data import DataLoader
 from tl_lightning.data.records import ToolCall, ToolSpec
 from tl_lightning.losses import gather_logprobs
 from tl_lightning.modeling import TINY_LLAMA, LoraOptions, load_model
+from tl_lightning import ppo
 from tl_lightning.ppo import (
     AdaptiveKLController,
     FixedKLController,
     IRMPPOModule,
-    StopAtEndOfTurn,
     category_shares,
-    cut_at_end_marker,
-    disable_dropout,
     evaluate_rewards,
+    group_reward_stats,
+    repeat_prompts,
     score_responses,
 )
 from tl_lightning.reward import CATEGORIES
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "tests" / "scripts"
+sys.path.insert(0, str(SCRIPTS))
+from varied_rewards import varied_rewards  # noqa: E402
 LORA = LoraOptions(r=4, alpha=8, dropout=0.0)
 WEATHER = ToolSpec("get_weather", "Current weather.", {"type": "object", "properties": {"city": {"type": "string"}},
                                                        "required": ["city"]})
@@ -94,25 +99,6 @@ def test_kl_controllers_follow_the_kl_and_round_trip():
         AdaptiveKLController(0.3, target=0.0, horizon=10)
 
 
-def test_stopping_records_each_rows_length_at_its_end_marker(smollm2_tokenizer):
-    tok = smollm2_tokenizer
-    prompt = tok("User: hi\nAssistant:", add_special_tokens=False)["input_ids"]
-    call = tok(' get_weather(city="Paris")</s>', add_special_tokens=False)["input_ids"]
-    R = len(call) + 3
-    filler = tok(" and more text that goes on", add_special_tokens=False)["input_ids"] * R
-    rows = [call + filler[:3],                                 # stops when "</s>" completes (several tokens)
-            filler[:1] + [tok.eos_token_id] + filler[:R - 2],  # stops at eos
-            filler[:R]]                                        # never stops
-    ids = torch.tensor([prompt + r for r in rows])
-    stopper = StopAtEndOfTurn(tok, len(prompt), 3, [tok.eos_token_id])
-    for step in range(1, R + 1):
-        done = stopper(ids[:, :len(prompt) + step], scores=None)
-    assert stopper.lengths == [len(call), 2, None]
-    assert done.tolist() == [True, True, False]
-    assert cut_at_end_marker(tok.decode(call)) == 'get_weather(city="Paris")'
-    assert cut_at_end_marker(" x(a=1)<|im_end|>junk</s>") == "x(a=1)"
-
-
 def test_scores_and_category_shares():
     texts = ['get_weather(city="Paris")', 'get_weather(city="Lima")', "I cannot help", 'get_weather(town="Paris")']
     rewards, categories = score_responses(texts, [GOLD] * 4, [(WEATHER,)] * 4)
@@ -137,6 +123,38 @@ def test_bad_options_are_clear_errors():
         IRMPPOModule(model_name=TINY_LLAMA, lora=LORA, quantization="4bit", critic_layout="copy")
     with pytest.raises(TypeError):
         IRMPPOModule(model_name=TINY_LLAMA, lora=LORA, reward_table={"perfect": 3.0})
+
+
+def test_group_estimator_options_are_clear_errors():
+    with pytest.raises(ValueError, match="advantage_estimator"):
+        IRMPPOModule(model_name=TINY_LLAMA, lora=LORA, advantage_estimator="ppo2")
+    with pytest.raises(ValueError, match="needs do_sample=True"):
+        IRMPPOModule(model_name=TINY_LLAMA, lora=LORA, num_generations=4)
+    with pytest.raises(ValueError, match="num_generations >= 2"):
+        IRMPPOModule(model_name=TINY_LLAMA, lora=LORA, advantage_estimator="grpo", do_sample=True)
+    group = dict(model_name=TINY_LLAMA, lora=LORA, advantage_estimator="grpo", num_generations=2, do_sample=True)
+    with pytest.raises(ValueError, match="whiten_advantages"):
+        IRMPPOModule(**group, whiten_advantages=True)
+    with pytest.raises(ValueError, match="kl_mode"):
+        IRMPPOModule(**group, kl_mode="both")
+    with pytest.raises(ValueError, match="loss_aggregation"):
+        IRMPPOModule(**group, loss_aggregation="median")
+    with pytest.raises(ValueError, match="microbatch_size"):
+        IRMPPOModule(**group, microbatch_size=0)
+    # no critic, so no critic options to satisfy: a fully trained actor with the default layout
+    dr = IRMPPOModule(model_name=TINY_LLAMA, advantage_estimator="dr_grpo", num_generations=2, do_sample=True)
+    assert not dr.has_critic and dr.loss_aggregation == "sum_over_budget"
+    assert IRMPPOModule(**group, loss_aggregation="token_mean").loss_aggregation == "token_mean"
+
+
+def test_groups_sit_in_consecutive_rows():
+    batch = {"input_ids": torch.tensor([[1, 2], [3, 4]]), "ids": ["a", "b"], "gold": [GOLD, ()]}
+    grouped = repeat_prompts(batch, 3)
+    assert grouped["input_ids"].tolist() == [[1, 2]] * 3 + [[3, 4]] * 3
+    assert grouped["ids"] == ["a"] * 3 + ["b"] * 3 and grouped["gold"] == [GOLD] * 3 + [()] * 3
+    assert repeat_prompts(batch, 1) is batch
+    stats = group_reward_stats(torch.tensor([1.0, 1.0, -2.0, 0.0]), 2)
+    assert stats == pytest.approx({"group_std": 2 ** 0.5 / 2, "zero_variance_groups": 0.5})
 
 
 def test_construction_is_cheap_and_hparams_are_plain():
@@ -168,7 +186,7 @@ def test_fit_start_warns_when_gold_answers_do_not_fit(max_new_tokens):
 def test_a_non_finite_loss_stops_before_the_optimizer_step():
     module = IRMPPOModule(model_name=TINY_LLAMA, lora=LORA)
     with pytest.raises(FloatingPointError, match="PPO value loss is nan at batch index 3"):
-        module._update(None, torch.tensor(float("nan")), "value", 3)  # no optimizer is touched
+        module._backward(torch.tensor(float("nan")), "value", 3)  # before any backward or step
 
 
 def test_paper_recipe_has_the_authors_ppo_settings():
@@ -210,27 +228,6 @@ def test_rollout_agrees_with_the_forward_pass_and_values(rl_batches):
     assert result["prompts"] == 4
     assert sum(result["shares"].values()) == pytest.approx(1.0)
     assert result["mean_reward"] == pytest.approx(sum(s * module.table.value(c) for c, s in result["shares"].items()))
-
-
-def test_disable_dropout_reaches_the_attention_modules(smollm2_tokenizer):
-    """HF attention modules copy ``config.attention_dropout`` when built: after ``disable_dropout``
-    a tiny Llama built with attention dropout 0.1 (and LoRA dropout 0.1) gives the same log-probs
-    in train mode (the update) as in eval mode (the rollout)."""
-    from peft import get_peft_model
-    from transformers import LlamaForCausalLM
-
-    from tl_lightning.modeling import tiny_llama_config
-
-    config = tiny_llama_config(smollm2_tokenizer)
-    config.attention_dropout = 0.1
-    torch.manual_seed(0)
-    model = get_peft_model(LlamaForCausalLM(config), LoraOptions(r=4, alpha=8, dropout=0.1).peft_config())
-    ids = torch.randint(0, len(smollm2_tokenizer), (2, 12))
-    disable_dropout(model)
-    with torch.no_grad():
-        rollout = gather_logprobs(model.eval()(input_ids=ids).logits[:, :-1], ids[:, 1:])
-        update = gather_logprobs(model.train()(input_ids=ids).logits[:, :-1], ids[:, 1:])
-    torch.testing.assert_close(update, rollout, rtol=0, atol=1e-6)
 
 
 @pytest.mark.slow
@@ -318,6 +315,118 @@ def test_one_ppo_step_trains_actor_and_critic_and_keeps_the_reference(layout, rl
     assert trainer.global_step == 4
 
 
+@contextmanager
+def counted_passes(module: IRMPPOModule):
+    """Record each forward of the actor's decoder outside generation (the shared-LoRA critic's
+    too): True with grad (an update), False without (a pass before the updates)."""
+    passes: list[bool] = []
+    generating = [False]
+    real_generate = ppo.generate
+
+    def generate(*args, **kwargs):
+        generating[0] = True
+        try:
+            return real_generate(*args, **kwargs)
+        finally:
+            generating[0] = False
+
+    def record(*_) -> None:
+        if not generating[0]:
+            passes.append(torch.is_grad_enabled())
+
+    handle = module.actor.get_base_model().get_decoder().register_forward_hook(record)
+    try:
+        with mock.patch.object(ppo, "generate", generate):
+            yield passes
+    finally:
+        handle.remove()
+
+
+def quiet_trainer(tmp_path) -> pl.Trainer:
+    return pl.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False,
+                      enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+
+
+# estimator, options, (passes without grad, forwards with grad) on one batch of 2 prompts x 2 completions
+PASS_CASES = {
+    "gae": ("gae", dict(kl_coef=0.0), (1, 2)),  # critic values; policy and value updates
+    "grpo": ("grpo", dict(kl_coef=0.0), (0, 1)),  # the update alone: its log-probs are the old ones
+    # + the reference: two forwards, each group's prompt once, then the responses on its cache
+    "grpo_kl_loss": ("grpo", dict(kl_coef=0.1, kl_mode="loss"), (2, 1)),
+    "rloo_kl_reward": ("rloo", dict(kl_coef=0.1), (3, 1)),  # + reference and old: the KL reward needs both
+    "dr_grpo_2_epochs": ("dr_grpo", dict(kl_coef=0.0, ppo_epochs=2), (1, 2)),  # + old; two updates
+    "reinforce_pp_microbatches": ("reinforce_pp_baseline", dict(kl_coef=0.0, microbatch_size=2), (0, 2)),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", PASS_CASES)
+def test_each_estimator_trains_with_only_the_passes_it_needs(case, rl_batches, tmp_path):
+    """No critic, no value pass, no critic optimizer for the group estimators; no old-log-prob
+    pass for one epoch over one minibatch (micro-batches included); a reference pass only with a
+    non-zero KL coefficient. Rewards vary within groups (``varied_rewards``), so the actor moves."""
+    estimator, options, expected = PASS_CASES[case]
+    module = tiny_module(advantage_estimator=estimator, num_generations=2, do_sample=True, temperature=1.0,
+                         **options)
+    module.configure_model()
+    before = _snapshot(module.actor.named_parameters())
+    trainer = quiet_trainer(tmp_path)
+    with counted_passes(module) as passes, varied_rewards():
+        trainer.fit(module, loader(rl_batches[:1]))
+    assert (passes.count(False), passes.count(True)) == expected
+    has_critic = estimator == "gae"
+    assert (module.value_head is not None, len(trainer.optimizers)) == (has_critic, 2 if has_critic else 1)
+    changed = _changed(before, module.actor.named_parameters())
+    assert any(".default." in n for n in changed) and all("lora_" in n for n in changed)
+    assert trainer.global_step == module.hparams.ppo_epochs * (2 if has_critic else 1)
+    metrics = trainer.callback_metrics
+    for name in ("reward/mean", "reward/group_std", "reward/zero_variance_groups", "ppo/advantage_mean",
+                 "ppo/advantage_std", "ppo/clip_fraction", "ppo/policy_loss", "ppo/entropy", "ppo/response_length"):
+        assert torch.isfinite(metrics[name]), name
+    assert ("ppo/kl" in metrics) == (options["kl_coef"] != 0)
+    assert sum(float(metrics[f"time/{p}_share"]) for p in ppo.PHASES) == pytest.approx(1.0)
+
+
+@pytest.mark.slow
+def test_group_log_probs_run_each_prompt_once_and_agree_with_the_full_pass(rl_batches):
+    """The reference pass of a group runs its (left-padded) prompt once and the responses on the
+    repeated KV cache: the same log-probs as the full forward of every row, to float rounding."""
+    module = tiny_module(advantage_estimator="grpo", num_generations=3, do_sample=True, temperature=0.7,
+                         max_new_tokens=6)
+    module.configure_model()
+    with torch.no_grad():
+        for param in module.actor.parameters():
+            if param.requires_grad:  # a trained adapter, so policy and reference differ
+                param.add_(0.05 * torch.randn_like(param))
+    rollout = module.make_rollout(repeat_prompts(rl_batches[0], 3))
+    mask = rollout.response_mask.bool()
+    with torch.no_grad():
+        with module._reference_context():
+            full_reference = module.logprobs(module.actor, rollout)
+        torch.testing.assert_close(module.reference_logprobs(rollout)[mask], full_reference[mask], rtol=0, atol=1e-5)
+        full_policy = module.logprobs(module.actor, rollout)
+        torch.testing.assert_close(module.group_logprobs(module.actor, rollout)[mask], full_policy[mask], rtol=0,
+                                   atol=1e-5)
+    assert (full_policy - full_reference)[mask].abs().max() > 1e-2
+    assert module.actor.training  # given back in train mode
+
+
+@pytest.mark.slow
+def test_microbatches_accumulate_the_minibatch_gradient(rl_batches, tmp_path):
+    """Micro-batches of 1 row give the weights of the whole minibatch at once (token-mean RLOO:
+    each micro-batch's loss is divided by the minibatch's token count)."""
+    weights = []
+    for microbatch_size in (None, 1):
+        module = tiny_module(advantage_estimator="rloo", num_generations=2, do_sample=True, temperature=1.0,
+                             kl_coef=0.1, kl_mode="loss", microbatch_size=microbatch_size)
+        with varied_rewards():
+            quiet_trainer(tmp_path).fit(module, loader(rl_batches[:1]))
+        weights.append({n: p.detach().clone() for n, p in module.actor.named_parameters() if "lora_" in n})
+    assert any(value.abs().sum() > 0 for name, value in weights[0].items() if "lora_B" in name)  # it trained
+    for name, value in weights[0].items():
+        torch.testing.assert_close(weights[1][name], value, rtol=1e-5, atol=1e-7)
+
+
 @pytest.mark.slow
 def test_qlora_adapters_get_gradients_after_generate(rl_batches):
     """DESIGN §5: a no-grad forward of a 4-bit layer on CPU must not leave later backward passes
@@ -374,25 +483,44 @@ def test_cli_fits_the_tiny_recipe_and_checkpoints_the_ppo_state(tmp_path):
     assert "val/reward" in cli.trainer.callback_metrics
 
 
+@pytest.mark.slow
+def test_cli_fits_the_tiny_grpo_recipe_without_a_critic(tmp_path):
+    from tl_lightning.cli import main
+
+    cli = main(["fit", "--config", str(REPO / "configs" / "demo" / "irm_grpo_tiny.yaml"),
+                f"--trainer.default_root_dir={tmp_path}", "--trainer.limit_train_batches=1",
+                "--trainer.limit_val_batches=1", "--trainer.enable_progress_bar=false", "--model.max_new_tokens=3",
+                "--data.synthetic_size=16", "--data.batch_size=2"])
+    module = cli.model
+    assert module.hparams.advantage_estimator == "grpo" and module.value_head is None
+    assert cli.trainer.global_step == module.hparams.ppo_epochs  # one minibatch, one optimizer
+    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    assert len(ckpt["optimizer_states"]) == 1
+    assert not [k for k in ckpt["state_dict"] if "critic" in k or "value_head" in k]
+    assert "val/reward" in cli.trainer.callback_metrics and "reward/group_std" in cli.trainer.callback_metrics
+
+
 # ----------------------------------------------------------------------------- subprocess scripts
 
 
 @pytest.mark.slow
-def test_killed_run_resumes_with_the_same_later_losses(tmp_path):
-    """Sampled rollouts, adaptive KL: after SIGKILL before batch 2 and a resume from last.ckpt,
-    batch 2 sees the same prompts and gives the same losses as in an uninterrupted run."""
+@pytest.mark.parametrize("estimator", ["gae", "grpo"])
+def test_killed_run_resumes_with_the_same_later_losses(estimator, tmp_path):
+    """Sampled rollouts, adaptive KL (GRPO: groups of 2, the KL in the loss, minibatches of one
+    group): after SIGKILL before batch 2 and a resume from last.ckpt, batch 2 sees the same
+    prompts and gives the same losses as in an uninterrupted run."""
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    script = str(SCRIPTS / "ppo_resume.py")
-    runs = [subprocess.Popen([sys.executable, script, str(straight), "--batches", "3"], cwd=REPO, env=env,
+    script, chosen = str(SCRIPTS / "ppo_resume.py"), ["--estimator", estimator]
+    runs = [subprocess.Popen([sys.executable, script, str(straight), "--batches", "3", *chosen], cwd=REPO, env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True),
-            subprocess.Popen([sys.executable, script, str(killed), "--batches", "3", "--kill_before", "2"], cwd=REPO,
-                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)]
+            subprocess.Popen([sys.executable, script, str(killed), "--batches", "3", "--kill_before", "2", *chosen],
+                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)]
     outputs = [run.communicate(timeout=600)[0] for run in runs]
     assert runs[0].returncode == 0, outputs[0][-3000:]
     assert runs[1].returncode == -9, outputs[1][-3000:]
     assert len((killed / "steps.jsonl").read_text().splitlines()) == 2
-    resumed = run_script(script, str(killed), "--batches", "3", "--resume")
+    resumed = run_script(script, str(killed), "--batches", "3", "--resume", *chosen)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
 
     expected = [json.loads(line) for line in (straight / "steps.jsonl").read_text().splitlines()]
@@ -434,3 +562,31 @@ def test_fsdp2_generates_and_trains_on_two_processes_like_ddp(tmp_path):
     for part in ("actor", "critic", "value_head"):
         torch.testing.assert_close(torch.tensor(fsdp[0]["after"][part]), torch.tensor(ddp[0]["after"][part]),
                                    rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.slow
+@pytest.mark.multiprocess
+def test_group_estimator_on_two_fsdp2_processes_matches_one_process(tmp_path):
+    """REINFORCE++-baseline (it whitens over the whole batch, and averages over tokens), groups of
+    2 sampled completions, the KL as a loss term with adaptive control, 2 steps: FSDP2 on 2 gloo
+    processes ends with the LoRA weights and KL coefficient of one process training on both
+    ranks' prompts at once."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    script = str(SCRIPTS / "ppo_fsdp.py")
+    runs = {name: subprocess.Popen([sys.executable, script, str(tmp_path / name), "--strategy", name,
+                                    "--estimator", "reinforce_pp_baseline"], cwd=REPO, env=env,
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            for name in ("fsdp", "single")}
+    for name, run in runs.items():
+        output = run.communicate(timeout=600)[0]
+        assert run.returncode == 0, f"{name}: {output[-3000:]}"
+    fsdp = [json.loads((tmp_path / "fsdp" / f"rank{r}.json").read_text()) for r in (0, 1)]
+    single = json.loads((tmp_path / "single" / "rank0.json").read_text())
+    assert all(rank["world_size"] == 2 and rank["sharded"] for rank in fsdp) and single["world_size"] == 1
+    assert fsdp[0]["after"]["actor"] != fsdp[0]["before"]["actor"]
+    assert fsdp[0]["after"] == fsdp[1]["after"]
+    torch.testing.assert_close(torch.tensor(fsdp[0]["after"]["actor"]), torch.tensor(single["after"]["actor"]),
+                               rtol=1e-4, atol=1e-6)
+    # 2 steps of adaptive control over the global batch of 8 completions, as in one process
+    assert fsdp[0]["kl_coef"] == fsdp[1]["kl_coef"] == pytest.approx(single["kl_coef"], rel=1e-6)
+    assert fsdp[0]["metrics"]["reward/mean"] == pytest.approx(single["metrics"]["reward/mean"])

@@ -1,5 +1,5 @@
-"""PPO math of the IRM stage (tl_lightning/losses.py): hand-computed values, and a literal
-re-derivation of the authors' DeepSpeed-Chat trainer (``compute_rewards``,
+"""RL math of the IRM stage (tl_lightning/losses.py): hand-computed values (PPO and the
+group-relative estimators), and a literal re-derivation of the authors' DeepSpeed-Chat trainer (``compute_rewards``,
 ``get_advantages_and_returns``, ``actor_loss_fn``, ``critic_loss_fn``) written as plain loops over
 whole sequences, to show that our response-only tensors give the same numbers."""
 
@@ -12,17 +12,24 @@ import torch
 import torch.nn.functional as F
 
 from tl_lightning.losses import (
+    aggregate_token_losses,
     approx_kl,
     check_response_mask,
+    clipped_policy_losses,
+    dr_grpo_advantages,
     gae_advantages,
     gather_logprobs,
+    grpo_advantages,
+    k3_kl,
     kl_penalized_rewards,
     masked_mean,
     masked_var,
     masked_whiten,
-    ppo_policy_loss,
     ppo_value_loss,
+    reinforce_pp_baseline_advantages,
+    rloo_advantages,
     tempered_logits,
+    terminal_rewards,
     token_entropy,
 )
 
@@ -102,7 +109,8 @@ def test_policy_loss_clips_ratio_by_the_sign_of_the_advantage():
     logp = torch.log(torch.tensor([[1.5, 1.5, 1.0, 0.5]])).requires_grad_(True)
     adv = torch.tensor([[2.0, -2.0, 1.0, 3.0]])
     mask = torch.ones(1, 4)
-    loss, frac = ppo_policy_loss(logp, old, adv, mask, clip=0.2)
+    losses, frac = clipped_policy_losses(logp, old, adv, mask, clip=0.2)
+    loss = aggregate_token_losses(losses, mask)
     # token 0: A>0, ratio 1.5 -> clipped 1.2 -> -2.4 ; token 1: A<0, ratio 1.5 -> -(-2)*1.5 = 3.0
     # token 2: ratio 1 -> -1.0 ; token 3: A>0, ratio 0.5 -> max(-1.5, -2.4) = -1.5 (unclipped)
     assert loss.item() == pytest.approx((-2.4 + 3.0 - 1.0 - 1.5) / 4)
@@ -116,7 +124,9 @@ def test_policy_loss_ignores_masked_positions_even_when_infinite():
     logp = torch.tensor([[-1.0, -float("inf")]])
     old = torch.tensor([[-1.0, 0.0]])
     adv = torch.tensor([[1.0, 0.0]])
-    loss, frac = ppo_policy_loss(logp, old, adv, torch.tensor([[1, 0]]))
+    mask = torch.tensor([[1, 0]])
+    losses, frac = clipped_policy_losses(logp, old, adv, mask)
+    loss = aggregate_token_losses(losses, mask)
     assert loss.item() == pytest.approx(-1.0)
     assert frac.item() == 0.0
 
@@ -156,6 +166,97 @@ def test_tempered_logits_divide_by_the_sampling_temperature():
     torch.testing.assert_close(probs, torch.exp(2 * logits) / torch.exp(2 * logits).sum())
     with pytest.raises(ValueError, match="temperature"):
         tempered_logits(logits, 0.0)
+
+
+def test_kl_penalized_rewards_sum_to_the_clipped_score_minus_the_sequence_kl():
+    """The group estimators' sequence reward is the per-token rewards summed (verl's convention)."""
+    logp = torch.tensor([[-1.0, -2.0, -3.0], [-1.0, -1.0, -9.0]])
+    ref = torch.tensor([[-1.5, -1.0, -3.0], [-2.0, -1.0, -1.0]])
+    mask = torch.tensor([[1, 1, 1], [1, 1, 0]])
+    score = torch.tensor([10.0, -1.0])
+    terminal = terminal_rewards(score, mask, clip_score=5.0)
+    torch.testing.assert_close(terminal, torch.tensor([[0.0, 0.0, 5.0], [0.0, -1.0, 0.0]]))
+    summed = kl_penalized_rewards(logp, ref, score, mask, kl_coef=0.5, clip_score=5.0).sum(1)
+    torch.testing.assert_close(summed, torch.tensor([5.0, -1.0]) - 0.5 * approx_kl(logp, ref, mask))
+
+
+# ----------------------------------------------------------- group-relative estimators, by hand
+# Two prompts with G = 2 completions each ([1, -1] and [0, 2]), or one prompt with G = 3.
+
+
+def test_dr_grpo_subtracts_the_group_mean():
+    rewards = torch.tensor([1.0, -1.0, 0.0, 2.0])
+    assert dr_grpo_advantages(rewards, 2).tolist() == [1.0, -1.0, -1.0, 1.0]
+    assert dr_grpo_advantages(torch.tensor([1.0, -2.0, -2.0]), 3).tolist() == [2.0, -1.0, -1.0]
+
+
+def test_grpo_divides_by_the_bessel_corrected_group_std_plus_eps():
+    # [1, -2, -2]: mean -1, centred [2, -1, -1], variance (4 + 1 + 1) / (3 - 1) = 3
+    got = grpo_advantages(torch.tensor([1.0, -2.0, -2.0]), 3)
+    torch.testing.assert_close(got, torch.tensor([2.0, -1.0, -1.0]) / (math.sqrt(3.0) + 1e-4))
+    # [1, -1]: std sqrt(2); a group of equal rewards has no signal: 0, not NaN
+    got = grpo_advantages(torch.tensor([1.0, -1.0, 0.5, 0.5]), 2)
+    s2 = math.sqrt(2.0) + 1e-4
+    torch.testing.assert_close(got, torch.tensor([1 / s2, -1 / s2, 0.0, 0.0]))
+
+
+def test_rloo_baseline_leaves_the_completion_out():
+    # [1, -2, -2]: 1 - mean(-2, -2) = 3; -2 - mean(1, -2) = -1.5 (twice)
+    assert rloo_advantages(torch.tensor([1.0, -2.0, -2.0]), 3).tolist() == [3.0, -1.5, -1.5]
+    # G = 2: each against the other
+    assert rloo_advantages(torch.tensor([1.0, -1.0, 0.0, 2.0]), 2).tolist() == [2.0, -2.0, -2.0, 2.0]
+
+
+def test_reinforce_pp_baseline_whitens_the_centred_rewards_over_tokens():
+    rewards = torch.tensor([1.0, -1.0, 0.0, 2.0])
+    lengths = torch.tensor([1, 3, 2, 2])
+    # centred [1, -1, -1, 1]; over 8 tokens: mean (1 - 3 - 2 + 2) / 8 = -0.25,
+    # variance (1 * 1.25^2 + 3 * 0.75^2 + 2 * 0.75^2 + 2 * 1.25^2) / (8 - 1) = 7.5 / 7
+    got = reinforce_pp_baseline_advantages(rewards, 2, lengths)
+    expected = torch.tensor([1.25, -0.75, -0.75, 1.25]) / math.sqrt(7.5 / 7 + 1e-8)
+    torch.testing.assert_close(got, expected)
+    # the same as masked_whiten of the centred values spread over the response tokens
+    mask = (torch.arange(3)[None, :] < lengths[:, None]).long()
+    spread = torch.tensor([1.0, -1.0, -1.0, 1.0])[:, None] * mask
+    torch.testing.assert_close(got[:, None] * mask, masked_whiten(spread, mask))
+    # ``reduce`` adds the other processes' sums: two identical halves -> 16 tokens, variance
+    # 2 * 7.5 / 15 = 1, so the advantages are just centred
+    doubled = reinforce_pp_baseline_advantages(rewards, 2, lengths, reduce=lambda t: 2 * t)
+    torch.testing.assert_close(doubled, torch.tensor([1.25, -0.75, -0.75, 1.25]))
+
+
+def test_group_estimators_need_whole_groups_of_two_or_more():
+    for estimator in (dr_grpo_advantages, grpo_advantages, rloo_advantages):
+        with pytest.raises(ValueError, match="groups of >= 2"):
+            estimator(torch.tensor([1.0, 2.0, 3.0]), 2)
+        with pytest.raises(ValueError, match="groups of >= 2"):
+            estimator(torch.tensor([1.0, 2.0]), 1)
+
+
+def test_loss_aggregations_by_hand():
+    losses = torch.tensor([[1.0, 2.0, 3.0], [4.0, 9.0, 9.0]])
+    mask = torch.tensor([[1, 1, 1], [1, 0, 0]])
+    assert aggregate_token_losses(losses, mask, "token_mean").item() == pytest.approx(10 / 4)
+    assert aggregate_token_losses(losses, mask, "sequence_mean").item() == pytest.approx((2 + 4) / 2)
+    assert aggregate_token_losses(losses, mask, "sum_over_budget", budget=4).item() == pytest.approx((6 / 4 + 4 / 4) / 2)
+    # a global count (over processes / their number) replaces the local one
+    assert aggregate_token_losses(losses, mask, "token_mean", divisor=5.0).item() == pytest.approx(2.0)
+    assert aggregate_token_losses(losses, mask, "sequence_mean", divisor=4.0).item() == pytest.approx(6 / 4)
+    with pytest.raises(ValueError, match="budget"):
+        aggregate_token_losses(losses, mask, "sum_over_budget")
+    with pytest.raises(ValueError, match="unknown loss aggregation"):
+        aggregate_token_losses(losses, mask, "median")
+
+
+def test_k3_kl_by_hand_and_its_gradient_points_back_to_the_reference():
+    logp = torch.log(torch.tensor([[0.5, 0.25]])).requires_grad_(True)
+    ref = torch.log(torch.tensor([[0.25, 0.25]]))
+    k3 = k3_kl(logp, ref)
+    # token 0: r = 0.25 / 0.5 = 0.5 -> 0.5 - ln(0.5) - 1; token 1: equal -> 0
+    torch.testing.assert_close(k3, torch.tensor([[0.5 - math.log(0.5) - 1.0, 0.0]]))
+    k3.sum().backward()
+    # d/dlogp = 1 - r: pushes logp down where the policy puts more mass than the reference
+    torch.testing.assert_close(logp.grad, torch.tensor([[0.5, 0.0]]))
 
 
 # ----------------------------------------------- the authors' formulas, re-derived literally
@@ -247,7 +348,8 @@ def test_matches_deepspeed_chat_literal_loops(seed):
     new_logp = log_probs[:, resp] + 0.3 * torch.randn(B, R, generator=gen)
     new_values = old_values[:, resp] + 0.5 * torch.randn(B, R, generator=gen)
     loss_mask = action_mask[:, resp]
-    policy, _ = ppo_policy_loss(new_logp, log_probs[:, resp], ds_adv, loss_mask, clip=0.2)
+    policy = aggregate_token_losses(clipped_policy_losses(new_logp, log_probs[:, resp], ds_adv, loss_mask, 0.2)[0],
+                                    loss_mask)
     torch.testing.assert_close(policy, ds_actor_loss(new_logp, log_probs[:, resp], ds_adv, loss_mask, 0.2))
     value = ppo_value_loss(new_values, old_values[:, resp], ds_ret, loss_mask, clip=0.2)
     torch.testing.assert_close(value, ds_critic_loss(new_values, old_values[:, resp], ds_ret, loss_mask, 0.2))

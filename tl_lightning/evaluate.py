@@ -31,7 +31,8 @@ the LAST assistant turn (RoTBench, BFCL), or the FIRST one for ToolAlpaca (its f
 ``data.datamodule.gold_turn_index`` has the rule, so the ``eval`` batches score the same turns.
 A BFCL item whose answer record is malformed is unscorable: it counts in ``n`` as failed, and the
 result lists it (``"unscorable": [{"id", "reason"}]``, present only when there are such items).
-``generate_calls`` is the batched generation step shared with a LightningModule ``test_step``.
+Generation is ``generation.generate`` (greedy), with its ``StopRule``: the single-call benchmarks
+(RoTBench, ToolAlpaca) stop after a complete call, BFCL and the generic rules at end of turn.
 """
 
 from __future__ import annotations
@@ -49,11 +50,12 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
-from tl_lightning.calls import END_MARKERS, ParseFailure, format_call, parse_call, parse_calls
+from tl_lightning.calls import ParseFailure, format_call, parse_calls
 from tl_lightning.data.records import DataError, ToolCall, ToolSpec, Trajectory, exit_on_bad_input
 from tl_lightning.data.datamodule import gold_turn_index
 from tl_lightning.data.render import DEFAULT_PROMPT_FORMAT, choose_prompt_format
 from tl_lightning.export import checkpoint_prompt_format, saved_prompt_format
+from tl_lightning.generation import StopRule, generate
 from tl_lightning.metrics import (
     BENCHMARKS,
     BfclAnswer,
@@ -177,6 +179,15 @@ def write_predictions(path: str | Path, items: Sequence[EvalItem], predictions: 
 
 
 METRICS = ("ts", "pi", "cf", "exact_call")  # pass rates, in percent; beside them the mean IRM reward
+# Benchmarks whose every item wants exactly one call: generation may stop at the newline after a
+# complete call. Elsewhere (BFCL parallel, the generic rules) the model must end its turn itself,
+# and a second call it makes is scored, not cut off.
+SINGLE_CALL_BENCHMARKS = ("rotbench", "toolalpaca")
+
+
+def stops_after_call(benchmark: str) -> bool:
+    """Whether answers to ``benchmark`` end at the newline after a complete call (``StopRule``)."""
+    return benchmark in SINGLE_CALL_BENCHMARKS
 
 
 @dataclass(frozen=True)
@@ -281,69 +292,6 @@ def paired_comparison(reports_a: Sequence[dict[str, Any]], reports_b: Sequence[d
 # generation
 
 
-# Text that ends an assistant turn: the chat formats' end markers, and the start of the next turn
-# (a model that skips the end marker goes on with "\nUser: ..." in the paper's format).
-TURN_END_MARKERS = END_MARKERS + ("<|im_start|>", "\nUser:", "\nOutput:", "\nSystem:", "\nAssistant:")
-
-
-def end_of_call(text: str, stop_at_newline: bool = True) -> int | None:
-    """Where the answer in generated ``text`` ends, or ``None`` while it goes on: at the first
-    ``TURN_END_MARKERS`` (``</s>``, ``<|im_end|>``, ``\\nUser:``, ...), or, with ``stop_at_newline``,
-    at the first newline that follows a complete call (``parse_call`` reads the text before it,
-    and no ``<tool_call>`` block is left open).
-    Parallel calls (BFCL) span several lines: there only the markers end the answer."""
-    marker_at = min((i for i in (text.find(m) for m in TURN_END_MARKERS) if i >= 0), default=None)
-    head = text if marker_at is None else text[:marker_at]
-    if stop_at_newline:
-        newline = head.find("\n")
-        while newline >= 0:
-            line_head = head[:newline]
-            inside_block = line_head.count("<tool_call>") > line_head.count("</tool_call>")
-            if line_head.strip() and not inside_block and not isinstance(parse_call(line_head), ParseFailure):
-                return newline
-            newline = head.find("\n", newline + 1)
-    return marker_at
-
-
-def cut_after_call(text: str, stop_at_newline: bool = True) -> str:
-    """``text`` up to the end of its answer (see ``end_of_call``), stripped."""
-    end = end_of_call(text, stop_at_newline)
-    return (text if end is None else text[:end]).strip()
-
-
-def _stop_when_call_complete(tokenizer, prompt_length: int, stop_at_newline: bool):
-    """A transformers ``StoppingCriteria`` that finishes each row once its answer ended."""
-    from transformers import StoppingCriteria
-
-    class CallComplete(StoppingCriteria):
-        def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
-            texts = tokenizer.batch_decode(input_ids[:, prompt_length:], skip_special_tokens=True)
-            done = [end_of_call(t, stop_at_newline) is not None for t in texts]
-            return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
-
-    return CallComplete()
-
-
-def generate_calls(model, tokenizer, input_ids, attention_mask, max_new_tokens: int = 128,
-                   stop_at_newline: bool = True) -> list[str]:
-    """Greedy completions of a LEFT-padded prompt batch, cut after the call.
-
-    Args:
-        input_ids, attention_mask: (B, P) long tensors, prompts padded on the left.
-        stop_at_newline: also stop a row at a newline after a complete call (single-call
-            benchmarks); eos / end markers always stop it.
-    Returns: B strings, the generated answers (``cut_after_call``).
-    """
-    prompt_length = input_ids.shape[1]
-    with torch.no_grad():
-        generated = model.generate(
-            input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=max_new_tokens,
-            do_sample=False, use_cache=True, pad_token_id=tokenizer.pad_token_id,
-            stopping_criteria=[_stop_when_call_complete(tokenizer, prompt_length, stop_at_newline)])
-    texts = tokenizer.batch_decode(generated[:, prompt_length:], skip_special_tokens=True)
-    return [cut_after_call(t, stop_at_newline) for t in texts]
-
-
 def render_prompts(items: Sequence[EvalItem], tokenizer, prompt_format: str) -> list[str]:
     """Each item's conversation before the gold turn plus the assistant generation prompt, in the
     training prompt format."""
@@ -388,8 +336,8 @@ def generate_predictions(model, tokenizer, prompts: Sequence[str], batch_size: i
     with tqdm(total=len(prompts), desc="generate", unit="prompt", disable=not progress, file=sys.stderr) as bar:
         for rows in length_batches([len(e) for e in encoded], batch_size, max_batch_tokens):
             batch = tokenizer.pad({"input_ids": [encoded[i] for i in rows]}, return_tensors="pt")
-            texts = generate_calls(model, tokenizer, batch["input_ids"].to(device),
-                                   batch["attention_mask"].to(device), max_new_tokens, stop_at_newline)
+            texts = generate(model, tokenizer, batch["input_ids"].to(device), batch["attention_mask"].to(device),
+                             max_new_tokens=max_new_tokens, stop=StopRule(after_call=stop_at_newline)).texts
             for i, text in zip(rows, texts):
                 answers[i] = text
             bar.update(len(rows))
@@ -488,8 +436,9 @@ class ToolCallEvaluator(pl.LightningModule):
         if benchmark == "bfcl" and "bfcl_ground_truth" not in batch:
             raise ValueError("BFCL scoring needs the acceptable-value lists: eval batches must carry "
                              "'bfcl_ground_truth' (Trajectory.meta['bfcl_ground_truth'] per prompt)")
-        texts = generate_calls(self.model, self.tokenizer, batch["input_ids"], batch["attention_mask"],
-                               self.hparams.max_new_tokens, stop_at_newline=benchmark != "bfcl")
+        texts = generate(self.model, self.tokenizer, batch["input_ids"], batch["attention_mask"],
+                         max_new_tokens=self.hparams.max_new_tokens,
+                         stop=StopRule(after_call=stops_after_call(benchmark))).texts
         self.tool_metrics.update(texts, batch["gold"], batch["tools"], batch.get("bfcl_ground_truth"))
 
     def on_test_epoch_end(self) -> None:
@@ -603,7 +552,7 @@ def _run(args: argparse.Namespace, items: list[EvalItem]) -> tuple[list[str], di
     prompts = render_prompts(items, tokenizer, prompt_format)
     generation_started = time.perf_counter()
     predictions = generate_predictions(model, tokenizer, prompts, args.batch_size, args.max_new_tokens,
-                                       stop_at_newline=args.benchmark != "bfcl",
+                                       stop_at_newline=stops_after_call(args.benchmark),
                                        max_batch_tokens=args.max_batch_tokens or None)
     finished = time.perf_counter()
     settings = {"data": args.data, "model": args.model, "ckpt_path": args.ckpt_path,

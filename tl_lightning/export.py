@@ -290,6 +290,19 @@ def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path, merge_lora: bo
                              overwrite=overwrite, prompt_format=checkpoint_prompt_format(ckpt_path))
 
 
+def export_pkt_checkpoint(checkpoint: str | Path) -> Path:
+    """An HF folder with the model of a ``PKTModule`` checkpoint (LoRA merged) and its tokenizer,
+    written once beside the checkpoint (``<name>.hf/``) and reused; concurrent processes (ranks)
+    never see it half-written. ``IRMPPOModule(init_checkpoint=...)`` starts from it."""
+    from tl_lightning.modeling import write_folder_atomically
+
+    checkpoint = Path(checkpoint)
+    if not checkpoint.is_file():
+        raise FileNotFoundError(f"init_checkpoint {checkpoint} does not exist")
+    return write_folder_atomically(checkpoint.with_name(checkpoint.name + ".hf"),
+                                    lambda folder: export_checkpoint(checkpoint, folder))
+
+
 def main(argv: list[str] | None = None) -> None:
     """``python -m tl_lightning.export --ckpt_path X.ckpt --output DIR [--no-merge_lora]``."""
     parser = argparse.ArgumentParser(prog="python -m tl_lightning.export", description=__doc__.split("\n")[0])

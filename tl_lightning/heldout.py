@@ -40,6 +40,7 @@ from tl_lightning.evaluate import (
     load_items,
     render_prompts,
     score_items,
+    stops_after_call,
 )
 from tl_lightning.reward import CATEGORIES, DEFAULT_TABLE
 
@@ -136,7 +137,7 @@ class HeldOutEvaluation(Callback):
         tokenizer = pl_module.tokenizer
         prompts = render_prompts(padded, tokenizer, self._prompt_format(trainer))
         answers = generate_predictions(pl_module.model, tokenizer, prompts, batch_size=self.batch_size,
-                                       max_new_tokens=self.max_new_tokens, stop_at_newline=self.benchmark != "bfcl",
+                                       max_new_tokens=self.max_new_tokens, stop_at_newline=stops_after_call(self.benchmark),
                                        progress=False)
         rows = _encode(score_items(self.benchmark, share, answers[:len(share)]), per_rank).to(pl_module.device)
         if world > 1:

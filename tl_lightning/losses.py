@@ -8,6 +8,7 @@ token (``prediction_mask``; transformers' ``logits_to_keep`` computes just those
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -174,6 +175,25 @@ def approx_kl(logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tensor) ->
     return ((logp - ref_logp) * mask.to(logp.dtype)).sum(1)
 
 
+def terminal_rewards(score: torch.Tensor, mask: torch.Tensor, clip_score: float = 5.0) -> torch.Tensor:
+    """Per-token rewards that are 0 except the sequence's score, clipped to
+    ``[-clip_score, clip_score]``, on its last response token.
+
+    score: (B,), mask: (B, R) -> (B, R) float32.
+
+    DeepSpeed-Chat adds the score at ``start + n`` with ``n`` the number of non-pad generated
+    tokens; with a pad token equal to eos (LLaMA, SmolLM2) that is the eos token, which its mask
+    leaves out. Here the stop token belongs to the mask, so "the last masked token" is the same
+    position.
+    """
+    check_response_mask(mask)
+    rewards = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device)
+    last = mask.sum(1).long() - 1
+    rows = torch.arange(rewards.shape[0], device=rewards.device)
+    rewards[rows, last] = score.to(rewards.dtype).clamp(-clip_score, clip_score)
+    return rewards
+
+
 def kl_penalized_rewards(
     logp: torch.Tensor,
     ref_logp: torch.Tensor,
@@ -183,22 +203,14 @@ def kl_penalized_rewards(
     clip_score: float = 5.0,
 ) -> torch.Tensor:
     """Per-token PPO rewards: ``-kl_coef * (logp - ref_logp)`` on every response token, plus the
-    sequence's score clipped to ``[-clip_score, clip_score]`` on its last token.
+    ``terminal_rewards`` (the clipped score on the last token).
 
-    logp, ref_logp, mask: (B, R); score: (B,) -> rewards (B, R), 0 where ``mask`` is 0.
-
-    DeepSpeed-Chat adds the score at ``start + n`` with ``n`` the number of non-pad generated
-    tokens; with a pad token equal to eos (LLaMA, SmolLM2) that is the eos token, which its mask
-    leaves out. Here the stop token belongs to the mask, so "the last masked token" is the same
-    position.
+    logp, ref_logp, mask: (B, R); score: (B,) -> rewards (B, R), 0 where ``mask`` is 0. Summed over
+    a row this is the sequence reward the group-relative estimators take: the clipped score minus
+    ``kl_coef`` times the row's ``approx_kl`` (verl's GRPO with the KL in the reward does the same).
     """
-    check_response_mask(mask)
-    maskf = mask.to(logp.dtype)
-    rewards = -kl_coef * (logp - ref_logp) * maskf
-    last = maskf.sum(1).long() - 1
-    rows = torch.arange(rewards.shape[0], device=rewards.device)
-    rewards[rows, last] += score.to(rewards.dtype).clamp(-clip_score, clip_score)
-    return rewards
+    penalty = -kl_coef * (logp - ref_logp) * mask.to(logp.dtype)
+    return penalty + terminal_rewards(score, mask, clip_score).to(logp.dtype)
 
 
 @torch.no_grad()
@@ -232,26 +244,73 @@ def gae_advantages(
     return advantages * maskf, (advantages + values) * maskf
 
 
-def ppo_policy_loss(
+def clipped_policy_losses(
     logp: torch.Tensor,
     old_logp: torch.Tensor,
     advantages: torch.Tensor,
     mask: torch.Tensor,
     clip: float = 0.2,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The clipped surrogate ``mean(max(-A * ratio, -A * clamp(ratio, 1 - clip, 1 + clip)))`` over
-    the response tokens, with ``ratio = exp(logp - old_logp)``.
+    """The clipped surrogate per token, ``max(-A * ratio, -A * clamp(ratio, 1 - clip, 1 + clip))``
+    with ``ratio = exp(logp - old_logp)``; ``aggregate_token_losses`` averages it.
 
-    logp (B, R) with grad, old_logp, advantages, mask: (B, R) -> (loss, clip_fraction), scalars;
-    clip_fraction is the share of tokens where the clipped term is the larger one (no gradient).
+    logp (B, R) with grad, old_logp, advantages, mask: (B, R) -> (losses (B, R), 0 where ``mask``
+    is 0; clip_fraction, a scalar: the share of response tokens where the clipped term is the
+    larger one, no gradient).
     """
     maskb = mask.bool()
     ratio = torch.exp(torch.where(maskb, logp - old_logp, torch.zeros_like(logp)))
     unclipped = -advantages * ratio
     clipped = -advantages * torch.clamp(ratio, 1.0 - clip, 1.0 + clip)
-    loss = masked_mean(torch.max(unclipped, clipped), mask)
+    losses = torch.where(maskb, torch.max(unclipped, clipped), torch.zeros_like(logp))
     clip_fraction = masked_mean((clipped > unclipped).to(logp.dtype), mask).detach()
-    return loss, clip_fraction
+    return losses, clip_fraction
+
+
+def k3_kl(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
+    """Per-token KL estimate to the reference used as a loss term (Schulman's k3, GRPO's):
+    ``exp(ref_logp - logp) - (ref_logp - logp) - 1``; non-negative, and unbiased for
+    KL(policy || reference) on tokens sampled from the policy. logp, ref_logp: (B, R) -> (B, R)."""
+    delta = ref_logp - logp
+    return torch.exp(delta) - delta - 1.0
+
+
+LOSS_AGGREGATIONS = ("token_mean", "sequence_mean", "sum_over_budget")
+
+
+def aggregate_token_losses(
+    losses: torch.Tensor,
+    mask: torch.Tensor,
+    how: str = "token_mean",
+    budget: int | None = None,
+    divisor: torch.Tensor | float | None = None,
+) -> torch.Tensor:
+    """Average per-token losses (B, R) over the response tokens of ``mask`` (B, R) into a scalar.
+
+    - ``token_mean``: the sum over all response tokens / their number (PPO; every token weighs
+      the same, whatever its sequence's length);
+    - ``sequence_mean``: each sequence's token mean, then the mean over sequences (GRPO; a
+      sequence's tokens share one unit of weight, so tokens of long sequences weigh less);
+    - ``sum_over_budget``: each sequence's token sum / ``budget`` (the generation budget,
+      ``max_new_tokens``), then the mean over sequences (Dr. GRPO: no length bias, and a constant
+      scale).
+
+    ``divisor`` replaces the count the sums are divided by (tokens for ``token_mean``, sequences
+    otherwise). Data-parallel training passes the count over all processes / their number, so the
+    gradients the processes average are those of one process holding the whole batch.
+    """
+    maskf = mask.to(losses.dtype)
+    if how == "token_mean":
+        total, count = (losses * maskf).sum(), maskf.sum()
+    elif how == "sequence_mean":
+        total, count = ((losses * maskf).sum(1) / maskf.sum(1).clamp(min=1)).sum(), maskf.new_tensor(mask.shape[0])
+    elif how == "sum_over_budget":
+        if budget is None or budget < 1:
+            raise ValueError(f"sum_over_budget needs the generation budget (>= 1), got {budget}")
+        total, count = (losses * maskf).sum() / budget, maskf.new_tensor(mask.shape[0])
+    else:
+        raise ValueError(f"unknown loss aggregation {how!r} (expected one of {LOSS_AGGREGATIONS})")
+    return total / (count.clamp(min=1) if divisor is None else divisor)
 
 
 def ppo_value_loss(
@@ -260,12 +319,76 @@ def ppo_value_loss(
     returns: torch.Tensor,
     mask: torch.Tensor,
     clip: float = 0.2,
+    divisor: torch.Tensor | float | None = None,
 ) -> torch.Tensor:
     """The clipped value loss over the response tokens:
     ``0.5 * mean(max((V - G)^2, (clamp(V, V_old - clip, V_old + clip) - G)^2))`` with G the returns.
 
-    values (B, R) with grad, old_values, returns, mask: (B, R) -> scalar.
+    values (B, R) with grad, old_values, returns, mask: (B, R) -> scalar; ``divisor`` as in
+    ``aggregate_token_losses`` (a token mean).
     """
     clipped = torch.max(torch.min(values, old_values + clip), old_values - clip)
     worst = torch.max((values - returns) ** 2, (clipped - returns) ** 2)
-    return 0.5 * masked_mean(worst, mask)
+    return 0.5 * aggregate_token_losses(worst, mask, "token_mean", divisor=divisor)
+
+
+# ---------------------------------------------------------------------------------------------
+# Group-relative estimators (DESIGN §2, "Beyond the paper"). ``rewards`` (B,) holds the sequence
+# rewards of B = prompts x G completions, the G completions of a prompt in consecutive rows; each
+# returns one advantage per sequence (B,), given to every response token of it. No critic.
+
+
+def _grouped(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
+    """(B,) -> (B / G, G) float32, checking that whole groups of G >= 2 fill the batch."""
+    if group_size < 2 or rewards.ndim != 1 or rewards.shape[0] % group_size:
+        raise ValueError(f"group-relative advantages need groups of >= 2 completions filling the batch: "
+                         f"{tuple(rewards.shape)} rewards, group size {group_size}")
+    return rewards.float().view(-1, group_size)
+
+
+def dr_grpo_advantages(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
+    """Dr. GRPO: ``A_i = r_i - mean(r)`` over the group (no division by the std, which would
+    up-weight groups whose rewards barely differ). rewards (B,) -> (B,)."""
+    groups = _grouped(rewards, group_size)
+    return (groups - groups.mean(1, keepdim=True)).flatten()
+
+
+def grpo_advantages(rewards: torch.Tensor, group_size: int, eps: float = 1e-4) -> torch.Tensor:
+    """GRPO: ``A_i = (r_i - mean(r)) / (std(r) + eps)`` over the group, the std Bessel-corrected
+    (``torch.std``, as TRL and verl take it). A group of equal rewards gets 0. rewards (B,) -> (B,)."""
+    std = _grouped(rewards, group_size).std(1).repeat_interleave(group_size)
+    return dr_grpo_advantages(rewards, group_size) / (std + eps)
+
+
+def rloo_advantages(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
+    """RLOO: ``A_i = r_i - mean_{j != i}(r_j)``, the baseline of each completion the mean of the
+    other G - 1 (so it does not depend on r_i: unbiased). rewards (B,) -> (B,)."""
+    groups = _grouped(rewards, group_size)
+    others = (groups.sum(1, keepdim=True) - groups) / (group_size - 1)
+    return (groups - others).flatten()
+
+
+def reinforce_pp_baseline_advantages(
+    rewards: torch.Tensor,
+    group_size: int,
+    lengths: torch.Tensor,
+    reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """REINFORCE++-baseline: ``r_i - mean(r)`` over the group, then whitened (zero mean, unit
+    Bessel-corrected variance) over all response tokens of the batch.
+
+    rewards (B,), lengths (B,) response tokens per sequence -> (B,). Every token of sequence i
+    carries the same value, so the token statistics are length-weighted sequence statistics;
+    ``masked_whiten`` of the values spread over a (B, R) mask gives the same numbers.
+    ``reduce`` sums a tensor over data-parallel processes (None: this process holds the whole
+    batch), so the whitening is over the global batch.
+    """
+    reduce = reduce or (lambda t: t)
+    centered = dr_grpo_advantages(rewards, group_size)
+    weights = lengths.to(centered.dtype)
+    count, weighted_sum = reduce(torch.stack([weights.sum(), (weights * centered).sum()])).unbind()
+    if count < 2:
+        raise ValueError("whitening needs at least two response tokens")
+    mean = weighted_sum / count
+    variance = reduce((weights * (centered - mean) ** 2).sum()) / (count - 1)
+    return (centered - mean) * torch.rsqrt(variance + 1e-8)

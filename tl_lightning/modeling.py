@@ -23,6 +23,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -343,3 +344,39 @@ class ValueHead(nn.Module):
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         """(B, T, H) hidden states → (B, T) values (float32)."""
         return self.proj(hidden_states.to(torch.float32)).squeeze(-1)
+
+
+def last_hidden_state(model: nn.Module, **inputs: Any) -> torch.Tensor:
+    """(B, T, H) final hidden states of a (peft-wrapped) causal LM, captured from its decoder.
+
+    The call goes through the model itself (so FSDP's root hooks run), with logits for one
+    position only: the vocabulary projection of the whole sequence is never computed.
+    """
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    captured: list[torch.Tensor] = []
+
+    def keep(module: nn.Module, args: Any, output: Any) -> None:
+        captured.append(output[0] if isinstance(output, tuple) else output.last_hidden_state)
+
+    handle = base.get_decoder().register_forward_hook(keep)
+    try:
+        model(**inputs, logits_to_keep=1, use_cache=False)
+    finally:
+        handle.remove()
+    return captured[-1]
+
+
+def disable_dropout(model: nn.Module) -> None:
+    """Dropout off everywhere (LoRA's included): RL's ratio compares the same network's
+    log-probs in rollout and update, which dropout noise would blur.
+
+    Switched off on the modules themselves: ``nn.Dropout`` layers (LoRA's too), and every float
+    attribute named ``*dropout*`` (HF attention modules copy ``config.attention_dropout`` into
+    one when they are built, so editing the config afterwards changes nothing). Call it again
+    after adding modules (an adapter)."""
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = 0.0
+        for name, value in list(vars(module).items()):
+            if "dropout" in name and isinstance(value, float):
+                setattr(module, name, 0.0)

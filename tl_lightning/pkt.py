@@ -17,6 +17,7 @@ from torchmetrics import MeanMetric
 
 from tl_lightning.data.datamodule import model_inputs
 from tl_lightning.export import saved_prompt_format
+from tl_lightning.generation import StopRule, generate, single_call_rule
 from tl_lightning.losses import SupervisedTokens, prediction_mask, supervised_tokens, token_hits, weighted_token_ce_sums
 from tl_lightning.modeling import SMOLLM2, LoraOptions, load_model, load_tokenizer
 
@@ -179,17 +180,17 @@ class PKTModule(pl.LightningModule):
         self._evaluation_step("test", batch)
 
     def predict_step(self, batch: dict, batch_idx: int) -> list[dict]:
-        """Greedy completions of a ``stage="eval"`` batch (LEFT-padded prompts).
+        """Greedy completions of a ``stage="eval"`` batch (LEFT-padded prompts), each cut where its
+        answer ends (``generation.single_call_rule``: after a complete call when the gold wants one).
 
         Returns one ``{"id", "prediction"}`` per prompt (``id`` from the batch's ``ids`` when present).
         """
         if "labels" in batch:
             raise ValueError("predict needs prompt batches: set data.stage to 'eval' (got an sft batch with labels)")
-        prompt_length = batch["input_ids"].shape[1]
-        generated = self.model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                                        max_new_tokens=self.hparams.max_new_tokens, do_sample=False,
-                                        pad_token_id=self.tokenizer.pad_token_id)
-        texts = self.tokenizer.batch_decode(generated[:, prompt_length:], skip_special_tokens=True)
+        rules = [single_call_rule(gold) for gold in batch["gold"]] if "gold" in batch else StopRule()
+        texts = generate(self.model, self.tokenizer, batch["input_ids"], batch["attention_mask"],
+                         max_new_tokens=self.hparams.max_new_tokens, stop=rules,
+                         synced=self.device_mesh is not None and self.trainer.world_size > 1).texts
         ids = batch.get("ids") or [f"{batch_idx}:{i}" for i in range(len(texts))]
         return [{"id": sample_id, "prediction": text} for sample_id, text in zip(ids, texts)]
 

@@ -1,36 +1,68 @@
-"""IRMPPOModule: PPO against the IRM rule reward (DESIGN §2), as the authors run it with
-DeepSpeed-Chat, in Lightning.
+"""IRMPPOModule: reinforcement learning against the IRM rule reward (DESIGN §2): PPO with a
+critic, as the authors run it with DeepSpeed-Chat, and the critic-free group-relative estimators
+(GRPO, Dr. GRPO, RLOO, REINFORCE++-baseline), in one Lightning module.
 
-One training step = one PPO iteration on a batch of ``stage="rl"`` prompts:
+One training step = one RL iteration on a batch of ``stage="rl"`` prompts:
 
-1. rollouts: batched ``generate`` with the KV cache (greedy by default), each row stopping at
-   eos or at an end-of-turn marker (``</s>``, ``<|im_end|>``, ...);
-2. the responses are decoded and scored with ``irm_reward`` (its category is logged);
-3. actor, reference and critic forward passes give old log-probs, reference log-probs (both from
-   ``logits / temperature`` when sampling, like the update's new log-probs), values;
-   per-token rewards (KL penalty + clipped score on the last token) and GAE advantages follow;
-4. ``ppo_epochs`` passes over minibatches, each an actor update and a critic update, with
-   gradient clipping (manual optimization: two optimizers).
+1. rollouts (``generation.generate``): each prompt ``num_generations`` times in consecutive rows
+   (a group), greedy or sampled with per-row seeds, each row stopping at eos or end-of-turn text;
+2. the responses are scored with ``irm_reward`` (its category is logged);
+3. the no-grad passes that the estimator needs: reference log-probs (only with a non-zero KL
+   coefficient; each group's prompt runs once, ``group_logprobs``), old log-probs (unless the
+   update is one pass over one minibatch: then they are the update's own, detached), critic
+   values (``gae`` only); then the advantages, over the whole rollout batch (of all processes,
+   where the estimator looks beyond a group), before any minibatch;
+4. ``ppo_epochs`` passes over minibatches: a clipped-ratio policy update each (and a critic
+   update for ``gae``), in micro-batches (gradient accumulation), with gradient clipping (manual
+   optimization).
+
+Advantage estimators (``advantage_estimator``; the formulas are in ``losses.py``):
+
+| estimator | advantage | policy loss averaged as |
+|---|---|---|
+| ``gae`` | GAE over per-token rewards, learned critic | token mean |
+| ``grpo`` | (r - group mean) / (group std + 1e-4) | per sequence, then over sequences |
+| ``dr_grpo`` | r - group mean | token sums / ``max_new_tokens``, mean over sequences |
+| ``rloo`` | r - mean of the other G - 1 | token mean |
+| ``reinforce_pp_baseline`` | r - group mean, whitened over the batch's tokens | token mean |
+
+RLOO and REINFORCE++ take the token mean as OpenRLHF implements both: every token weighs the same,
+so long responses are not down-weighted. ``loss_aggregation`` overrides the column.
+
+KL to the reference (``kl_mode``). ``"reward"`` (the paper's): ``-kl_coef * (logp - ref_logp)`` on
+every token; GAE sees the per-token rewards, the group estimators the sequence reward
+``clip(score) - kl_coef * sum_t (logp - ref_logp)`` (the per-token rewards summed, as verl does)
+before the group baseline. ``"loss"`` (GRPO's): ``kl_coef * k3`` with
+``k3 = exp(ref - logp) - (ref - logp) - 1`` added to each token's policy loss. Sampled rollouts
+take every log-prob from ``logits / temperature``.
+
+Stopping. Rollouts stop at eos or end-of-turn text only, never after the first complete call
+(evaluation of single-call prompts does): a hedging second call must reach the reward, which
+scores it as redundant. The cost is the tokens between a call and the end marker.
 
 Models. The actor starts from the PKT model: a model name / HF folder (e.g. written by
 ``export.py``), or a ``PKTModule`` checkpoint (``init_checkpoint``). With LoRA the reference is
 the same network with the adapter disabled, so no second copy is held; a fully trained actor
-needs a frozen copy. The critic is a scalar ``ValueHead`` on either its own LoRA adapter over the
-actor's frozen base (``critic_layout="shared_lora"``, peft multi-adapter) or a separate copy of
-the model (``"copy"``: full, or with ``critic_lora``).
+needs a frozen copy. Only ``gae`` has a critic: a scalar ``ValueHead`` on either its own LoRA
+adapter over the actor's frozen base (``critic_layout="shared_lora"``, peft multi-adapter) or a
+separate copy of the model (``"copy"``: full, or with ``critic_lora``).
 
 Counting. ``trainer.global_step`` counts optimizer steps, as always with manual optimization:
-``2 * ppo_epochs * minibatches`` per rollout batch. Bound a run with ``max_epochs`` /
-``limit_train_batches`` (rollout batches), or ``max_steps`` in those units.
+``ppo_epochs * minibatches`` per rollout batch, twice that with a critic. Bound a run with
+``max_epochs`` / ``limit_train_batches`` (rollout batches), or ``max_steps`` in those units.
 
 Processes. Under FSDP2 (``ModelParallelStrategy``; ``configure_model`` shards actor, reference,
 critic and value head) generation is synchronised across ranks. Under DDP use
 ``strategy="ddp_find_unused_parameters_true"``: each step makes many backward passes, each
-through a part of the parameters. Both give the same weights (tests/scripts/ppo_fsdp.py).
+through a part of the parameters. Each rank generates the groups of its own prompts, so a group
+never straddles ranks; losses are divided by global counts and REINFORCE++ whitens over all
+ranks, and sampling seeds depend on the prompt, not the rank: N processes end with the weights of
+one process holding the global batch (tests/scripts/ppo_fsdp.py).
 
-Resume. Checkpoints hold the actor, critic, both optimizers (Lightning), the KL controller and the
-torch / python / numpy RNG states (here), and the data position (the DataModule's resumable
-loader), so a killed run resumed from ``last`` repeats an uninterrupted run's later losses.
+Resume. Checkpoints hold the actor, the critic (``gae``), the optimizers (Lightning), the KL
+controller and the torch / python / numpy RNG states (here), and the data position (the
+DataModule's resumable loader), so a killed run resumed from ``last`` repeats an uninterrupted
+run's later losses.
 """
 
 from __future__ import annotations
@@ -38,10 +70,9 @@ from __future__ import annotations
 import random
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
@@ -50,28 +81,51 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 
-from tl_lightning.calls import END_MARKERS
 from tl_lightning.data.datamodule import truncated_answers_warning
-from tl_lightning.export import saved_prompt_format
+from tl_lightning.export import export_pkt_checkpoint, saved_prompt_format
+from tl_lightning.generation import Rollout, StopRule, generate, sampling_seed
 from tl_lightning.losses import (
+    LOSS_AGGREGATIONS,
+    aggregate_token_losses,
     approx_kl,
+    clipped_policy_losses,
+    dr_grpo_advantages,
     gae_advantages,
     gather_logprobs,
+    grpo_advantages,
+    k3_kl,
     kl_penalized_rewards,
     masked_mean,
     masked_whiten,
-    ppo_policy_loss,
     ppo_value_loss,
+    reinforce_pp_baseline_advantages,
+    rloo_advantages,
     tempered_logits,
+    terminal_rewards,
     token_entropy,
 )
-from tl_lightning.modeling import SMOLLM2, LoraOptions, ValueHead, load_model, load_tokenizer
+from tl_lightning.modeling import (
+    SMOLLM2,
+    LoraOptions,
+    ValueHead,
+    disable_dropout,
+    last_hidden_state,
+    load_model,
+    load_tokenizer,
+)
 from tl_lightning.pkt import shard_model
 from tl_lightning.reward import CATEGORIES, RewardTable, classify_call
 
 CRITIC_LAYOUTS = ("shared_lora", "copy")
 ACTOR_ADAPTER = "default"  # peft's name for the adapter get_peft_model creates
 CRITIC_ADAPTER = "critic"
+KL_MODES = ("reward", "loss")
+# each estimator's policy-loss averaging (module docstring); gae is the only one with a critic
+ESTIMATORS = {"gae": "token_mean", "grpo": "sequence_mean", "dr_grpo": "sum_over_budget", "rloo": "token_mean",
+              "reinforce_pp_baseline": "token_mean"}
+# RL rollouts end at eos / end-of-turn text only: an extra call after the first must be scored
+ROLLOUT_STOP = StopRule(after_call=False)
+PHASES = ("generation", "scoring", "passes", "updates")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -118,105 +172,40 @@ class AdaptiveKLController:
         self.value, self.target, self.horizon = float(state["value"]), float(state["target"]), int(state["horizon"])
 
 
+class PhaseClock:
+    """Wall seconds of the phases of one training step: ``lap(phase)`` closes the phase that ran
+    since the previous lap (on a GPU once the queued kernels are done, so time lands in its phase)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device, self.seconds, self._last = device, {}, time.perf_counter()
+
+    def lap(self, phase: str) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        now = time.perf_counter()
+        self.seconds[phase], self._last = now - self._last, now
+
+
 # ---------------------------------------------------------------------------------------------
-# rollouts
+# rollouts and their rewards
 
 
-class StopAtEndOfTurn:
-    """A ``generate`` stopping criterion: a row is done at an eos id or once its response text
-    holds an end-of-turn marker (``</s>`` is several tokens in most vocabularies). It records each
-    row's response length (stop token included), so the response mask agrees with generation by
-    construction even where pad == eos."""
-
-    def __init__(self, tokenizer, prompt_length: int, batch_size: int, stop_ids: Sequence[int],
-                 markers: Sequence[str] = END_MARKERS) -> None:
-        self.tokenizer, self.prompt_length = tokenizer, prompt_length
-        self.stop_ids, self.markers = set(stop_ids), tuple(markers)
-        # a marker of n characters spans at most n tokens; one more for a token that straddles it
-        self.window = max(len(m) for m in self.markers) + 1
-        self.lengths: list[int | None] = [None] * batch_size
-
-    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.BoolTensor:
-        generated = input_ids.shape[1] - self.prompt_length
-        for row in range(input_ids.shape[0]):
-            if self.lengths[row] is not None:
-                continue
-            tail = input_ids[row, -min(generated, self.window):].tolist()
-            if tail[-1] in self.stop_ids or any(m in self.tokenizer.decode(tail) for m in self.markers):
-                self.lengths[row] = generated
-        return torch.tensor([n is not None for n in self.lengths], device=input_ids.device)
+def repeat_prompts(batch: dict[str, Any], times: int) -> dict[str, Any]:
+    """A prompt batch with each row ``times`` times in consecutive rows (a group of completions):
+    tensors and lists alike, along their first dimension."""
+    if times == 1:
+        return batch
+    return {k: v.repeat_interleave(times, 0) if isinstance(v, torch.Tensor)
+            else [x for x in v for _ in range(times)] if isinstance(v, list) else v for k, v in batch.items()}
 
 
-def cut_at_end_marker(text: str, markers: Sequence[str] = END_MARKERS) -> str:
-    """The response text before its first end-of-turn marker, stripped."""
-    cut = min((i for i in (text.find(m) for m in markers) if i >= 0), default=len(text))
-    return text[:cut].strip()
-
-
-def stop_token_ids(tokenizer, model) -> list[int]:
-    """The eos ids of the tokenizer and of the model's generation config."""
-    ids = {tokenizer.eos_token_id}
-    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    ids.update(configured if isinstance(configured, (list, tuple)) else [configured])
-    return sorted(i for i in ids if i is not None)
-
-
-@dataclass
-class Rollout:
-    """Prompts with their generated responses.
-
-    ``sequences`` (B, P + R): the LEFT-padded prompt, then the response, right-padded after its
-    stop; ``attention_mask`` / ``position_ids`` (B, P + R) for forward passes that match the
-    generation; ``response_mask`` (B, R): 1 on the response up to and including its stop token;
-    ``texts``: the decoded responses cut at the end-of-turn marker.
-    """
-
-    sequences: torch.Tensor
-    attention_mask: torch.Tensor
-    position_ids: torch.Tensor
-    response_mask: torch.Tensor
-    texts: list[str]
-    prompt_length: int
-
-    @property
-    def response_ids(self) -> torch.Tensor:
-        """(B, R) generated token ids."""
-        return self.sequences[:, self.prompt_length:]
-
-    def rows(self, index: torch.Tensor) -> "Rollout":
-        """The rollouts of the rows in ``index`` (1-D LongTensor)."""
-        return Rollout(self.sequences[index], self.attention_mask[index], self.position_ids[index],
-                       self.response_mask[index], [self.texts[i] for i in index.tolist()], self.prompt_length)
-
-
-@torch.no_grad()
-def generate_rollout(model, tokenizer, input_ids: torch.Tensor, attention_mask: torch.Tensor, *,
-                     max_new_tokens: int, do_sample: bool = False, temperature: float = 0.7, top_p: float = 1.0,
-                     synced_gpus: bool = False) -> Rollout:
-    """Batched generation from LEFT-padded prompts input_ids / attention_mask (B, P).
-
-    ``synced_gpus`` keeps every process stepping until all are done: FSDP needs all ranks in each
-    forward (their parameter all-gathers), however early one rank's rows stop.
-    """
-    from transformers import GenerationConfig, StoppingCriteriaList
-
-    prompt_length = input_ids.shape[1]
-    stop_ids = stop_token_ids(tokenizer, model)
-    stopper = StopAtEndOfTurn(tokenizer, prompt_length, input_ids.shape[0], stop_ids)
-    sampling = dict(temperature=temperature, top_p=top_p) if do_sample else {}
-    config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=do_sample, use_cache=True,
-                              eos_token_id=stop_ids, pad_token_id=tokenizer.pad_token_id, **sampling)
-    sequences = model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config,
-                               stopping_criteria=StoppingCriteriaList([stopper]), synced_gpus=synced_gpus)
-    response = sequences[:, prompt_length:]
-    R = response.shape[1]
-    lengths = torch.tensor([R if n is None else n for n in stopper.lengths], device=sequences.device)
-    response_mask = (torch.arange(R, device=sequences.device)[None, :] < lengths[:, None]).long()
-    full_mask = torch.cat([attention_mask.long(), response_mask], dim=1)
-    # the positions generate used: count of attended tokens before each one (left padding skipped)
-    position_ids = (full_mask.cumsum(1) - 1).clamp(min=0)
-    texts = [cut_at_end_marker(tokenizer.decode(response[b, :n].tolist())) for b, n in enumerate(lengths.tolist())]
-    return Rollout(sequences, full_mask, position_ids, response_mask, texts, prompt_length)
+def group_reward_stats(scores: torch.Tensor, group_size: int) -> dict[str, float]:
+    """How much the scores (B,) vary within the groups of ``group_size`` consecutive rows: the mean
+    within-group std and the share of groups whose scores are all equal (they carry no signal for
+    a group-relative estimator)."""
+    groups = scores.float().view(-1, group_size)
+    spread = groups.max(1).values - groups.min(1).values
+    return {"group_std": groups.std(1).mean().item(), "zero_variance_groups": (spread == 0).float().mean().item()}
 
 
 def score_responses(texts: Sequence[str], gold: Sequence[Any], tools: Sequence[Any],
@@ -239,63 +228,18 @@ def evaluate_rewards(model, tokenizer, dataloader, *, max_new_tokens: int = 128,
                      table: RewardTable | None = None) -> dict[str, Any]:
     """Greedy rollouts on every prompt of ``dataloader`` (``stage="rl"``/``"eval"`` batches) and
     their IRM scores: ``{"prompts", "mean_reward", "shares": {category: share}}``."""
-    was_training = model.training
-    model.eval()
     device = next(model.parameters()).device
     rewards, categories = [], []
-    try:
-        for batch in dataloader:
-            rollout = generate_rollout(model, tokenizer, batch["input_ids"].to(device),
-                                       batch["attention_mask"].to(device), max_new_tokens=max_new_tokens)
-            batch_rewards, batch_categories = score_responses(rollout.texts, batch["gold"], batch["tools"], table)
-            rewards.append(batch_rewards)
-            categories += batch_categories
-    finally:
-        model.train(was_training)
+    for batch in dataloader:
+        rollout = generate(model, tokenizer, batch["input_ids"].to(device), batch["attention_mask"].to(device),
+                           max_new_tokens=max_new_tokens, stop=ROLLOUT_STOP)
+        batch_rewards, batch_categories = score_responses(rollout.texts, batch["gold"], batch["tools"], table)
+        rewards.append(batch_rewards)
+        categories += batch_categories
     if not categories:
         raise ValueError("evaluate_rewards got an empty dataloader")
     return {"prompts": len(categories), "mean_reward": torch.cat(rewards).mean().item(),
             "shares": category_shares(categories)}
-
-
-# ---------------------------------------------------------------------------------------------
-# model plumbing
-
-
-def last_hidden_state(model: nn.Module, **inputs: Any) -> torch.Tensor:
-    """(B, T, H) final hidden states of a (peft-wrapped) causal LM, captured from its decoder.
-
-    The call goes through the model itself (so FSDP's root hooks run), with logits for one
-    position only: the vocabulary projection of the whole sequence is never computed.
-    """
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    captured: list[torch.Tensor] = []
-
-    def keep(module: nn.Module, args: Any, output: Any) -> None:
-        captured.append(output[0] if isinstance(output, tuple) else output.last_hidden_state)
-
-    handle = base.get_decoder().register_forward_hook(keep)
-    try:
-        model(**inputs, logits_to_keep=1, use_cache=False)
-    finally:
-        handle.remove()
-    return captured[-1]
-
-
-def disable_dropout(model: nn.Module) -> None:
-    """Dropout off everywhere (LoRA's included): PPO's ratio compares the same network's
-    log-probs in rollout and update, which dropout noise would blur.
-
-    Switched off on the modules themselves: ``nn.Dropout`` layers (LoRA's too), and every float
-    attribute named ``*dropout*`` (HF attention modules copy ``config.attention_dropout`` into
-    one when they are built, so editing the config afterwards changes nothing). Call it again
-    after adding modules (an adapter)."""
-    for module in model.modules():
-        if isinstance(module, nn.Dropout):
-            module.p = 0.0
-        for name, value in list(vars(module).items()):
-            if "dropout" in name and isinstance(value, float):
-                setattr(module, name, 0.0)
 
 
 def _lora_from(value: LoraOptions | dict | None) -> LoraOptions | None:
@@ -307,27 +251,41 @@ def _lora_from(value: LoraOptions | dict | None) -> LoraOptions | None:
 
 
 class IRMPPOModule(pl.LightningModule):
-    """PPO with the IRM reward on ``ToolUseDataModule(stage="rl")`` prompts (DESIGN §2).
+    """RL with the IRM reward on ``ToolUseDataModule(stage="rl")`` prompts: PPO with a critic or a
+    group-relative estimator (module docstring; DESIGN §2).
 
     Args:
         model_name: the PKT model: ``"smollm2-135m-instruct"``, ``"tiny-llama"``, an HF id or a
             folder (e.g. one written by ``export.py``).
         init_checkpoint: a ``PKTModule`` checkpoint (``.ckpt``) to start from instead; its model
             (LoRA merged) is written once to an HF folder beside it and loaded from there.
-        dtype, gradient_checkpointing, quantization, seed: as in ``modeling.load_model``.
+        dtype, gradient_checkpointing, quantization, seed: as in ``modeling.load_model``; ``seed``
+            also seeds the sampling (with the prompt, the step and the index in the group).
         lora: LoRA for the actor; None trains the actor fully (and holds a frozen reference copy).
-        critic_layout: ``"shared_lora"`` (a second adapter over the actor's frozen base; needs
-            ``lora``) or ``"copy"`` (a separate model).
-        critic_lora: the critic's adapter; for ``shared_lora`` None means ``lora``'s settings,
-            for ``copy`` None means a fully trained copy.
+        advantage_estimator: ``"gae"`` (PPO with a critic, the paper's), ``"grpo"``, ``"dr_grpo"``,
+            ``"rloo"`` or ``"reinforce_pp_baseline"`` (no critic).
+        num_generations: completions per prompt (a group); > 1 needs ``do_sample``, and the
+            group-relative estimators need >= 2.
+        loss_aggregation: ``"token_mean"``, ``"sequence_mean"`` or ``"sum_over_budget"`` instead of
+            the estimator's own (``ESTIMATORS``).
+        critic_layout (``gae``): ``"shared_lora"`` (a second adapter over the actor's frozen base;
+            needs ``lora``) or ``"copy"`` (a separate model).
+        critic_lora (``gae``): the critic's adapter; for ``shared_lora`` None means ``lora``'s
+            settings, for ``copy`` None means a fully trained copy.
         actor_lr, critic_lr, weight_decay, betas, gradient_clip_val: AdamW for each and the
             gradient norm clip of every update.
-        kl_coef: the KL coefficient; with ``kl_target`` it is the start of adaptive control
-            (``kl_horizon``), else fixed.
-        clip_score, gamma, lam, policy_clip, value_clip, whiten_advantages: PPO (DESIGN §2).
-        ppo_epochs, minibatch_size: passes over each rollout batch and rows per update (None =
-            the whole batch).
-        max_new_tokens, do_sample, temperature, top_p: generation (greedy by default).
+        kl_coef: the KL coefficient (0: no reference pass); with ``kl_target`` it is the start of
+            adaptive control (``kl_horizon``), else fixed.
+        kl_mode: ``"reward"`` (a per-token reward penalty) or ``"loss"`` (the k3 term in the loss).
+        clip_score, gamma, lam, policy_clip, value_clip, whiten_advantages (``gae`` only): PPO
+            (DESIGN §2).
+        ppo_epochs, minibatch_size: passes over each rollout batch and rows per optimizer step
+            (None = the whole batch; rows are completions: a batch has ``batch_size * num_generations``).
+        microbatch_size: rows per forward / backward within a minibatch (gradient accumulation, the
+            same gradients; None = the minibatch): bounds activation memory without more optimizer
+            steps, so one epoch over one minibatch still needs no old-log-prob pass.
+        max_new_tokens, do_sample, temperature, top_p: generation (greedy by default);
+            ``max_new_tokens`` is also Dr. GRPO's loss constant.
         reward_table: category -> reward overrides of ``RewardTable`` (DESIGN §2 values).
     """
 
@@ -339,6 +297,9 @@ class IRMPPOModule(pl.LightningModule):
         gradient_checkpointing: bool = False,
         lora: LoraOptions | None = None,
         quantization: str | None = None,
+        advantage_estimator: str = "gae",
+        num_generations: int = 1,
+        loss_aggregation: str | None = None,
         critic_layout: str = "shared_lora",
         critic_lora: LoraOptions | None = None,
         seed: int = 0,
@@ -350,6 +311,7 @@ class IRMPPOModule(pl.LightningModule):
         kl_coef: float = 0.3,
         kl_target: float | None = None,
         kl_horizon: int = 10000,
+        kl_mode: str = "reward",
         clip_score: float = 5.0,
         gamma: float = 1.0,
         lam: float = 0.95,
@@ -358,6 +320,7 @@ class IRMPPOModule(pl.LightningModule):
         whiten_advantages: bool = False,
         ppo_epochs: int = 3,
         minibatch_size: int | None = None,
+        microbatch_size: int | None = None,
         max_new_tokens: int = 512,
         do_sample: bool = False,
         temperature: float = 0.7,
@@ -366,22 +329,41 @@ class IRMPPOModule(pl.LightningModule):
     ) -> None:
         super().__init__()
         lora, critic_lora = _lora_from(lora), _lora_from(critic_lora)
-        if critic_layout not in CRITIC_LAYOUTS:
+        if advantage_estimator not in ESTIMATORS:
+            raise ValueError(f"advantage_estimator must be one of {tuple(ESTIMATORS)}, got {advantage_estimator!r}")
+        if loss_aggregation is not None and loss_aggregation not in LOSS_AGGREGATIONS:
+            raise ValueError(f"loss_aggregation must be one of {LOSS_AGGREGATIONS} or None, got {loss_aggregation!r}")
+        if kl_mode not in KL_MODES:
+            raise ValueError(f"kl_mode must be one of {KL_MODES}, got {kl_mode!r}")
+        if num_generations < 1:
+            raise ValueError(f"num_generations must be >= 1, got {num_generations}")
+        if num_generations > 1 and not do_sample:
+            raise ValueError(f"num_generations={num_generations} needs do_sample=True: greedy completions of one "
+                             "prompt are all the same")
+        has_critic = advantage_estimator == "gae"
+        if not has_critic and num_generations < 2:
+            raise ValueError(f"advantage_estimator={advantage_estimator!r} compares the completions of a prompt: "
+                             "it needs num_generations >= 2")
+        if not has_critic and whiten_advantages:
+            raise ValueError("whiten_advantages is a gae option (reinforce_pp_baseline whitens by definition)")
+        if has_critic and critic_layout not in CRITIC_LAYOUTS:
             raise ValueError(f"critic_layout must be one of {CRITIC_LAYOUTS}, got {critic_layout!r}")
-        if critic_layout == "shared_lora" and lora is None:
+        if has_critic and critic_layout == "shared_lora" and lora is None:
             raise ValueError("critic_layout='shared_lora' puts the critic's adapter over the actor's frozen base: "
                              "it needs lora options (or use critic_layout='copy' for a fully trained actor)")
         if quantization is not None and lora is None:
             raise ValueError(f"quantization={quantization!r} freezes the weights: the actor needs lora options")
-        if quantization is not None and critic_layout == "copy" and critic_lora is None:
+        if has_critic and quantization is not None and critic_layout == "copy" and critic_lora is None:
             raise ValueError("a quantized critic copy cannot be trained fully: give critic_lora")
-        if ppo_epochs < 1 or max_new_tokens < 1 or (minibatch_size is not None and minibatch_size < 1):
-            raise ValueError("ppo_epochs, max_new_tokens and minibatch_size must be >= 1")
+        if ppo_epochs < 1 or max_new_tokens < 1 or any(n is not None and n < 1 for n in (minibatch_size, microbatch_size)):
+            raise ValueError("ppo_epochs, max_new_tokens, minibatch_size and microbatch_size must be >= 1")
         self.table = RewardTable(**(reward_table or {}))
         # Dicts, not dataclasses, in hparams: checkpoints are read with torch.load(weights_only=True).
         self.save_hyperparameters(ignore=["lora", "critic_lora"])
         self.hparams["lora"] = None if lora is None else asdict(lora)
         self.hparams["critic_lora"] = None if critic_lora is None else asdict(critic_lora)
+        self.has_critic = has_critic
+        self.loss_aggregation = loss_aggregation or ESTIMATORS[advantage_estimator]
         self.lora = lora
         self.critic_lora = critic_lora if critic_lora is not None or critic_layout == "copy" else lora
         self.kl_controller = (AdaptiveKLController(kl_coef, kl_target, kl_horizon) if kl_target is not None
@@ -389,8 +371,9 @@ class IRMPPOModule(pl.LightningModule):
         self.automatic_optimization = False
         self.actor: nn.Module | None = None
         self.reference: nn.Module | None = None  # only for a fully trained actor
-        self.critic: nn.Module | None = None  # only for critic_layout="copy"
-        self.value_head: ValueHead | None = None
+        self.critic: nn.Module | None = None  # only for gae with critic_layout="copy"
+        self.value_head: ValueHead | None = None  # only for gae
+        self.phase_seconds: dict[str, float] = {}  # the last training step's, by phase (PHASES)
         self._tokenizer = None
         self._rng_to_restore: dict[str, Any] | None = None
 
@@ -426,28 +409,32 @@ class IRMPPOModule(pl.LightningModule):
         disable_dropout(model)
         return model
 
+    @property
+    def shared_critic(self) -> bool:
+        """Whether the critic is a second adapter on the actor's network."""
+        return self.has_critic and self.hparams.critic_layout == "shared_lora"
+
     def configure_model(self) -> None:
-        """Load actor, critic and (for a full actor) the reference once; shard them with FSDP2
-        when the strategy provides a device mesh."""
+        """Load the actor, the critic (``gae``) and, for a full actor, the reference once; shard
+        them with FSDP2 when the strategy provides a device mesh."""
         if self.actor is not None:
             return
         hp = self.hparams
         self.actor = self._load(self.lora)
         if self.lora is None:
             self.reference = self._load(None).requires_grad_(False).eval()
-        if hp.critic_layout == "shared_lora":
+        if self.shared_critic:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(hp.seed + 1)
                 self.actor.add_adapter(CRITIC_ADAPTER, self.critic_lora.peft_config())
             disable_dropout(self.actor)
             self._use_adapter(ACTOR_ADAPTER)
-            body = self.actor
-        else:
+        elif self.has_critic:
             self.critic = self._load(self.critic_lora)
-            body = self.critic
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(hp.seed + 2)
-            self.value_head = ValueHead(body.config.hidden_size)
+        if self.has_critic:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(hp.seed + 2)
+                self.value_head = ValueHead(self.actor.config.hidden_size)
         # from_pretrained leaves models in eval mode; gradient checkpointing only acts in train mode
         self.actor.train()
         if self.critic is not None:
@@ -461,7 +448,8 @@ class IRMPPOModule(pl.LightningModule):
         for model in (self.actor, self.reference, self.critic):
             if model is not None:
                 shard_model(model, mesh)
-        fully_shard(self.value_head, mesh=mesh)
+        if self.value_head is not None:
+            fully_shard(self.value_head, mesh=mesh)
         if hasattr(self.actor, "get_base_model"):
             # peft's generate calls the inner model, not the sharded root: unshard the root for it.
             register_fsdp_forward_method(self.actor, "generate")
@@ -477,7 +465,7 @@ class IRMPPOModule(pl.LightningModule):
 
     @contextmanager
     def _critic_adapter(self) -> Iterator[None]:
-        if self.hparams.critic_layout != "shared_lora":
+        if not self.shared_critic:
             yield
             return
         self._use_adapter(CRITIC_ADAPTER)
@@ -491,21 +479,25 @@ class IRMPPOModule(pl.LightningModule):
         return self.actor.disable_adapter() if self.reference is None else nullcontext()
 
     def actor_parameters(self) -> list[nn.Parameter]:
-        if self.hparams.critic_layout == "shared_lora":
+        if self.shared_critic:
             return [p for n, p in self.actor.named_parameters() if f".{ACTOR_ADAPTER}." in n and p.requires_grad]
         return [p for p in self.actor.parameters() if p.requires_grad]
 
     def critic_parameters(self) -> list[nn.Parameter]:
-        if self.hparams.critic_layout == "shared_lora":
+        if self.shared_critic:
             body = [p for n, p in self.actor.named_parameters() if f".{CRITIC_ADAPTER}." in n]
         else:
             body = [p for p in self.critic.parameters() if p.requires_grad]
         return body + list(self.value_head.parameters())
 
     def configure_optimizers(self):
+        """AdamW for the actor, and for the critic with ``gae`` (the critic-free estimators have
+        no critic optimizer, so none in their checkpoints either)."""
         hp = self.hparams
         actor_opt = torch.optim.AdamW(self.actor_parameters(), lr=hp.actor_lr, betas=tuple(hp.betas),
                                       weight_decay=hp.weight_decay)
+        if not self.has_critic:
+            return actor_opt
         critic_opt = torch.optim.AdamW(self.critic_parameters(), lr=hp.critic_lr, betas=tuple(hp.betas),
                                        weight_decay=hp.weight_decay)
         return [actor_opt, critic_opt]
@@ -523,11 +515,49 @@ class IRMPPOModule(pl.LightningModule):
 
     def policy_logits(self, model: nn.Module, rollout: Rollout) -> torch.Tensor:
         """(B, R, V) logits that predict the response tokens (only those positions are projected),
-        divided by ``rollout_temperature``: every log-prob PPO takes from them (old, new, reference,
+        divided by ``rollout_temperature``: every log-prob taken from them (old, new, reference,
         hence the KL) and the entropy are those of the distribution the tokens were drawn from."""
         R = rollout.response_mask.shape[1]
         out = model(**self._forward_inputs(rollout), logits_to_keep=R + 1, use_cache=False)
         return tempered_logits(out.logits[:, :-1], self.rollout_temperature)
+
+    def logprobs(self, model: nn.Module, rollout: Rollout) -> torch.Tensor:
+        """(B, R) log-probs of the response tokens under ``model`` (``policy_logits``)."""
+        return gather_logprobs(self.policy_logits(model, rollout), rollout.response_ids)
+
+    def reference_logprobs(self, rollout: Rollout) -> torch.Tensor:
+        """(B, R) log-probs of the response tokens under the reference policy (the prompt of each
+        group run once: ``group_logprobs``)."""
+        with self._reference_context():
+            return self.group_logprobs(self.actor if self.reference is None else self.reference, rollout)
+
+    @torch.no_grad()
+    def group_logprobs(self, model: nn.Module, rollout: Rollout) -> torch.Tensor:
+        """(B, R) log-probs of the response tokens, like ``logprobs`` without grad, but the G rows of
+        a group share their prompt: it runs once per group, its KV cache is repeated G times and
+        only the responses run on top. A forward over P + R tokens per row becomes P / G + R, so
+        long tool-list prompts stop dominating (the values agree with ``logprobs`` to float
+        rounding, which is why the ratio's old log-probs do not come from here)."""
+        G, P = self.hparams.num_generations, rollout.prompt_length
+        if G == 1:
+            return self.logprobs(model, rollout)
+        firsts = torch.arange(0, rollout.sequences.shape[0], G, device=rollout.sequences.device)
+        was_training = model.training
+        model.eval()  # the KV cache; dropout is off anyway, and gradient checkpointing would drop the cache
+        try:
+            prompt = model(input_ids=rollout.sequences[firsts, :P], attention_mask=rollout.attention_mask[firsts, :P],
+                           position_ids=rollout.position_ids[firsts, :P], use_cache=True, logits_to_keep=1)
+            logits = [prompt.logits.repeat_interleave(G, 0)]  # predicts response token 0
+            R = rollout.response_mask.shape[1]
+            if R > 1:
+                cache = prompt.past_key_values
+                cache.batch_repeat_interleave(G)
+                logits.append(model(input_ids=rollout.sequences[:, P:-1], attention_mask=rollout.attention_mask[:, :-1],
+                                    position_ids=rollout.position_ids[:, P:-1], past_key_values=cache,
+                                    use_cache=True).logits)
+        finally:
+            model.train(was_training)
+        return gather_logprobs(tempered_logits(torch.cat(logits, 1), self.rollout_temperature), rollout.response_ids)
 
     def values(self, rollout: Rollout) -> torch.Tensor:
         """(B, R) critic values of the states before each response token."""
@@ -541,19 +571,20 @@ class IRMPPOModule(pl.LightningModule):
         return self.device_mesh is not None and self.trainer.world_size > 1
 
     @torch.no_grad()
-    def make_rollout(self, batch: dict[str, Any]) -> Rollout:
-        """Generate responses to a batch of prompts with the actor in eval mode (KV cache on,
-        gradient checkpointing off)."""
+    def make_rollout(self, batch: dict[str, Any], sample: bool | None = None) -> Rollout:
+        """Responses of the actor to a batch of prompts, sampled per ``do_sample`` unless ``sample``
+        says otherwise. A sampled row's seed comes from its prompt tokens, the run seed, the global
+        step and its index in its group (the rows of a group are consecutive): the draws do not
+        depend on the batch layout or the number of processes."""
         hp = self.hparams
-        was_training = self.actor.training
-        self.actor.eval()
-        try:
-            return generate_rollout(self.actor, self.tokenizer, batch["input_ids"], batch["attention_mask"],
-                                    max_new_tokens=hp.max_new_tokens, do_sample=hp.do_sample,
-                                    temperature=hp.temperature, top_p=hp.top_p,
-                                    synced_gpus=self._synced_generation())
-        finally:
-            self.actor.train(was_training)
+        sample = hp.do_sample if sample is None else sample
+        seeds = None
+        if sample:
+            seeds = [sampling_seed(ids[keep.bool()].tolist(), hp.seed, self.global_step, row % hp.num_generations)
+                     for row, (ids, keep) in enumerate(zip(batch["input_ids"], batch["attention_mask"]))]
+        return generate(self.actor, self.tokenizer, batch["input_ids"], batch["attention_mask"],
+                        max_new_tokens=hp.max_new_tokens, do_sample=sample, temperature=hp.temperature,
+                        top_p=hp.top_p, stop=ROLLOUT_STOP, seeds=seeds, synced=self._synced_generation())
 
     # ---- training
 
@@ -577,78 +608,159 @@ class IRMPPOModule(pl.LightningModule):
         order = torch.arange(batch_size, device=self.device)
         return [order[i:i + size] for i in range(0, batch_size, size)]
 
+    def _sum_over_processes(self, value: torch.Tensor | float) -> torch.Tensor:
+        """``value`` summed over the data-parallel processes (as it is in one process)."""
+        value = torch.as_tensor(value, dtype=torch.float32, device=self.device)
+        if self.trainer.world_size == 1:
+            return value
+        return self.trainer.strategy.reduce(value.clone(), reduce_op="sum")
+
+    def _divisor(self, mask: torch.Tensor, how: str) -> torch.Tensor:
+        """What the loss sums of a minibatch with response ``mask`` are divided by
+        (``aggregate_token_losses``): its count (tokens for a token mean, else sequences) over all
+        processes / their number, so the gradients the processes average are the global mean's."""
+        local = mask.sum() if how == "token_mean" else mask.shape[0]
+        return self._sum_over_processes(local) / self.trainer.world_size
+
+    def sequence_advantages(self, rewards: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The group-relative advantage (B,) of each completion from its sequence reward (B,);
+        ``lengths`` (B,), its response tokens, weigh REINFORCE++'s whitening (over all processes)."""
+        hp = self.hparams
+        estimator, G = hp.advantage_estimator, hp.num_generations
+        if estimator == "grpo":
+            return grpo_advantages(rewards, G)
+        if estimator == "dr_grpo":
+            return dr_grpo_advantages(rewards, G)
+        if estimator == "rloo":
+            return rloo_advantages(rewards, G)
+        return reinforce_pp_baseline_advantages(rewards, G, lengths, reduce=self._sum_over_processes)
+
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         hp = self.hparams
-        started = time.perf_counter()
+        clock = PhaseClock(self.device)
+        batch = repeat_prompts(batch, hp.num_generations)
         rollout = self.make_rollout(batch)
-        generation_seconds = time.perf_counter() - started
+        clock.lap("generation")
         scores, categories = score_responses(rollout.texts, batch["gold"], batch["tools"], self.table)
         scores = scores.to(self.device)
+        clock.lap("scoring")
+
         mask = rollout.response_mask
-
+        minibatches = self._minibatches(mask.shape[0])
+        kl_coef = self.kl_controller.value
+        kl_in_reward = kl_coef != 0 and hp.kl_mode == "reward"
         with torch.no_grad():
-            old_logp = gather_logprobs(self.policy_logits(self.actor, rollout), rollout.response_ids)
-            with self._reference_context():
-                reference = self.reference if self.reference is not None else self.actor
-                ref_logp = gather_logprobs(self.policy_logits(reference, rollout), rollout.response_ids)
-            old_values = self.values(rollout)
-            kl_coef = self.kl_controller.value
-            rewards = kl_penalized_rewards(old_logp, ref_logp, scores, mask, kl_coef, hp.clip_score)
-            advantages, returns = gae_advantages(rewards, old_values, mask, hp.gamma, hp.lam)
-            if hp.whiten_advantages:
-                advantages = masked_whiten(advantages, mask)
+            ref_logp = self.reference_logprobs(rollout) if kl_coef != 0 else None
+            # One pass over one minibatch: the update's own log-probs (detached) are the rollout
+            # policy's, so no separate pass (unless the rewards need them first, for the KL).
+            on_policy = hp.ppo_epochs == 1 and len(minibatches) == 1 and not kl_in_reward
+            old_logp = None if on_policy else self.logprobs(self.actor, rollout)
+            token_rewards = (kl_penalized_rewards(old_logp, ref_logp, scores, mask, kl_coef, hp.clip_score)
+                             if kl_in_reward else terminal_rewards(scores, mask, hp.clip_score))
+            if self.has_critic:
+                old_values = self.values(rollout)
+                advantages, returns = gae_advantages(token_rewards, old_values, mask, hp.gamma, hp.lam)
+                if hp.whiten_advantages:
+                    advantages = masked_whiten(advantages, mask)
+            else:
+                advantages = self.sequence_advantages(token_rewards.sum(1), mask.sum(1))[:, None] * mask
+        clock.lap("passes")
 
-        actor_opt, critic_opt = self.optimizers()
-        stats: dict[str, list[torch.Tensor]] = {"policy_loss": [], "value_loss": [], "clip_fraction": [],
-                                                 "entropy": []}
+        optimizers = self.optimizers()
+        actor_opt, critic_opt = optimizers if self.has_critic else (optimizers, None)
+        kl_in_loss = ref_logp is not None and hp.kl_mode == "loss"
+        if on_policy:  # filled by the update's forwards
+            old_logp = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device)
+        stats: dict[str, list[torch.Tensor]] = {"policy_loss": [], "clip_fraction": [], "entropy": []}
+        if self.has_critic:
+            stats["value_loss"] = []
+
+        def policy_loss(rows: torch.Tensor, divisor: torch.Tensor) -> torch.Tensor:
+            part, part_mask = rollout.rows(rows), mask[rows]
+            logits = self.policy_logits(self.actor, part)
+            logp = gather_logprobs(logits, part.response_ids)
+            if on_policy:
+                old_logp[rows] = logp.detach()
+            losses, clip_fraction = clipped_policy_losses(logp, old_logp[rows], advantages[rows], part_mask,
+                                                          hp.policy_clip)
+            if kl_in_loss:
+                losses = losses + kl_coef * k3_kl(logp, ref_logp[rows])
+            stats["clip_fraction"].append(clip_fraction)
+            stats["entropy"].append(masked_mean(token_entropy(logits.detach()), part_mask))
+            return aggregate_token_losses(losses, part_mask, self.loss_aggregation, hp.max_new_tokens, divisor)
+
+        def value_loss(rows: torch.Tensor, divisor: torch.Tensor) -> torch.Tensor:
+            return ppo_value_loss(self.values(rollout.rows(rows)), old_values[rows], returns[rows], mask[rows],
+                                  hp.value_clip, divisor)
+
         for _ in range(hp.ppo_epochs):
-            for rows in self._minibatches(mask.shape[0]):
-                part, part_mask = rollout.rows(rows), mask[rows]
-                logits = self.policy_logits(self.actor, part)
-                logp = gather_logprobs(logits, part.response_ids)
-                policy_loss, clip_fraction = ppo_policy_loss(logp, old_logp[rows], advantages[rows], part_mask,
-                                                             hp.policy_clip)
-                self._update(actor_opt, policy_loss, "policy", batch_idx)
-                value_loss = ppo_value_loss(self.values(part), old_values[rows], returns[rows], part_mask,
-                                            hp.value_clip)
-                self._update(critic_opt, value_loss, "value", batch_idx)
-                stats["policy_loss"].append(policy_loss.detach())
-                stats["value_loss"].append(value_loss.detach())
-                stats["clip_fraction"].append(clip_fraction)
-                stats["entropy"].append(masked_mean(token_entropy(logits.detach()), part_mask))
+            for rows in minibatches:
+                stats["policy_loss"].append(self._accumulated_step(
+                    actor_opt, rows, mask, self.loss_aggregation, policy_loss, "policy", batch_idx))
+                if self.has_critic:
+                    stats["value_loss"].append(self._accumulated_step(
+                        critic_opt, rows, mask, "token_mean", value_loss, "value", batch_idx))
+        clock.lap("updates")
+        self.phase_seconds = clock.seconds
+        self._log_step(stats, scores, categories, advantages, mask, old_logp, ref_logp, kl_coef)
 
-        kl = approx_kl(old_logp, ref_logp, mask).mean()
-        self.kl_controller.update(kl.item(), n_steps=mask.shape[0])
-        B = mask.shape[0]
+    def _log_step(self, stats: dict[str, list[torch.Tensor]], scores: torch.Tensor, categories: list[str],
+                  advantages: torch.Tensor, mask: torch.Tensor, sampled_logp: torch.Tensor,
+                  ref_logp: torch.Tensor | None, kl_coef: float) -> None:
+        """Log the step's losses, rewards (by category; within groups), advantages, KL (and step the
+        KL controller on the KL of all processes), response length and phase time shares."""
+        B, G = mask.shape[0], self.hparams.num_generations
+        rows = self._sum_over_processes(B)
+        token_advantages = advantages[mask.bool()].float()
         logged = {f"ppo/{k}": torch.stack(v).mean().item() for k, v in stats.items()}
         logged.update({
-            "ppo/kl": kl.item(),
-            "ppo/kl_coef": kl_coef,
+            "ppo/advantage_mean": token_advantages.mean().item(),
+            "ppo/advantage_std": token_advantages.std(unbiased=False).item(),
             "ppo/response_length": mask.sum(1).float().mean().item(),
-            "time/generation_share": generation_seconds / (time.perf_counter() - started),
         })
+        if ref_logp is not None:
+            kl = (self._sum_over_processes(approx_kl(sampled_logp, ref_logp, mask).sum()) / rows).item()
+            self.kl_controller.update(kl, n_steps=int(rows.item()))
+            logged.update({"ppo/kl": kl, "ppo/kl_coef": kl_coef})
+        if G > 1:
+            logged.update({f"reward/{k}": v for k, v in group_reward_stats(scores, G).items()})
         logged.update({f"reward/share_{c}": s for c, s in category_shares(categories).items()})
+        total = sum(self.phase_seconds.values())
+        logged.update({f"time/{phase}_share": seconds / total for phase, seconds in self.phase_seconds.items()})
         self.log_dict(logged, on_step=True, on_epoch=False, sync_dist=True, batch_size=B)
         self.log("reward/mean", scores.mean().item(), prog_bar=True, on_step=True, on_epoch=False, sync_dist=True,
                  batch_size=B)
 
-    def _update(self, optimizer, loss: torch.Tensor, name: str, batch_idx: int) -> None:
-        """One clipped optimizer step on ``loss``; a non-finite loss stops the run before it
-        touches the weights."""
+    def _accumulated_step(self, optimizer, rows: torch.Tensor, mask: torch.Tensor, how: str,
+                          loss_of: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], name: str,
+                          batch_idx: int) -> torch.Tensor:
+        """One clipped optimizer step on the minibatch ``rows``: ``loss_of(micro_rows, divisor)``
+        for each micro-batch, each backpropagated at once (gradient accumulation; the divisor is
+        the whole minibatch's count, so the gradients are the minibatch's). Returns the loss."""
+        divisor = self._divisor(mask[rows], how)
+        optimizer.zero_grad()
+        total = torch.zeros((), device=mask.device)
+        for micro in rows.split(self.hparams.microbatch_size or len(rows)):
+            loss = loss_of(micro, divisor)
+            self._backward(loss, name, batch_idx)
+            total = total + loss.detach()
+        self.clip_gradients(optimizer, gradient_clip_val=self.hparams.gradient_clip_val,
+                            gradient_clip_algorithm="norm")
+        optimizer.step()
+        return total
+
+    def _backward(self, loss: torch.Tensor, name: str, batch_idx: int) -> None:
+        """Backpropagate ``loss``; a non-finite loss stops the run before it touches the weights."""
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"PPO {name} loss is {loss.item()} at batch index {batch_idx} (epoch {self.current_epoch}, "
                 f"global step {self.global_step}); stopping before the optimizer step. Lower the learning "
                 "rates, or check the rewards and the model's dtype.")
-        optimizer.zero_grad()
         self.manual_backward(loss)
-        self.clip_gradients(optimizer, gradient_clip_val=self.hparams.gradient_clip_val,
-                            gradient_clip_algorithm="norm")
-        optimizer.step()
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         """Greedy rollouts on held-out prompts: mean reward and category shares per epoch."""
-        rollout = self.make_rollout(batch)
+        rollout = self.make_rollout(batch, sample=False)
         scores, categories = score_responses(rollout.texts, batch["gold"], batch["tools"], self.table)
         B = len(categories)
         self.log("val/reward", scores.mean().item(), on_epoch=True, sync_dist=True, batch_size=B, prog_bar=True)
@@ -685,21 +797,3 @@ class IRMPPOModule(pl.LightningModule):
         np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached_gaussian))
         if "cuda" in rng and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
-
-
-# ---------------------------------------------------------------------------------------------
-# starting from a PKTModule checkpoint
-
-
-def export_pkt_checkpoint(checkpoint: str | Path) -> Path:
-    """An HF folder with the model of a ``PKTModule`` checkpoint (LoRA merged) and its tokenizer,
-    written once beside the checkpoint (``<name>.hf/``) and reused; concurrent processes (ranks)
-    never see it half-written."""
-    from tl_lightning.export import export_checkpoint
-    from tl_lightning.modeling import write_folder_atomically
-
-    checkpoint = Path(checkpoint)
-    if not checkpoint.is_file():
-        raise FileNotFoundError(f"init_checkpoint {checkpoint} does not exist")
-    return write_folder_atomically(checkpoint.with_name(checkpoint.name + ".hf"),
-                                    lambda folder: export_checkpoint(checkpoint, folder))

@@ -1,17 +1,21 @@
-"""A small IRM PPO run on tiny-llama that can be killed and resumed (CPU, deterministic).
+"""A small IRM RL run on tiny-llama that can be killed and resumed (CPU, deterministic).
 
-Usage: ``python tests/scripts/ppo_resume.py OUT_DIR --batches N [--kill_before K] [--resume]``.
+Usage: ``python tests/scripts/ppo_resume.py OUT_DIR --batches N [--kill_before K] [--resume]
+[--estimator gae|grpo|...]``.
 
 Trains on the first N rollout batches of the synthetic ``rl`` data with sampled generation (so
 the torch RNG matters), saving ``OUT_DIR/ckpt/last.ckpt`` after every batch and appending one JSON
 line per batch to ``OUT_DIR/steps.jsonl`` (prompt ids and losses). ``--kill_before K`` sends itself
 SIGKILL when batch K is about to start (batches 0..K-1 are done and checkpointed); ``--resume``
-continues from ``last.ckpt``.
+continues from ``last.ckpt``. ``gae``: PPO with a shared-LoRA critic and adaptive KL in the
+reward; a group-relative estimator: groups of 2, the KL as a loss term (adaptive too), minibatches
+of one group, and ``varied_rewards`` (so groups differ).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -24,8 +28,9 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from tl_lightning.data.datamodule import ToolUseDataModule
 from tl_lightning.modeling import TINY_LLAMA, LoraOptions
 from tl_lightning.ppo import IRMPPOModule
+from varied_rewards import varied_rewards
 
-LOGGED = ("ppo/policy_loss", "ppo/value_loss", "ppo/kl", "ppo/kl_coef", "ppo/entropy", "reward/mean")
+LOGGED = ("ppo/policy_loss", "ppo/kl", "ppo/kl_coef", "ppo/entropy", "ppo/advantage_std", "reward/mean")
 
 
 class StepLog(pl.Callback):
@@ -38,8 +43,8 @@ class StepLog(pl.Callback):
         self.ids = batch["ids"]
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
-        row = {"batch": batch_idx, "ids": self.ids,
-               **{k: float(trainer.callback_metrics[k]) for k in LOGGED}}
+        logged = LOGGED + (("ppo/value_loss",) if module.has_critic else ("reward/group_std",))
+        row = {"batch": batch_idx, "ids": self.ids, **{k: float(trainer.callback_metrics[k]) for k in logged}}
         with self.path.open("a") as f:
             f.write(json.dumps(row) + "\n")
 
@@ -50,6 +55,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, required=True)
     parser.add_argument("--kill_before", type=int, default=None)
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--estimator", default="gae")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -57,9 +63,13 @@ def main() -> None:
     pl.seed_everything(0)
 
     # adaptive KL, so the controller's state is part of what must be restored
-    module = IRMPPOModule(model_name=TINY_LLAMA, lora=LoraOptions(r=4, alpha=8), critic_layout="shared_lora",
-                          max_new_tokens=6, do_sample=True, temperature=1.0, ppo_epochs=2, minibatch_size=1,
-                          actor_lr=1e-2, critic_lr=1e-2, kl_target=0.5, kl_horizon=10)
+    common = dict(model_name=TINY_LLAMA, lora=LoraOptions(r=4, alpha=8), max_new_tokens=6, do_sample=True,
+                  temperature=1.0, ppo_epochs=2, actor_lr=1e-2, kl_target=0.5, kl_horizon=10)
+    if args.estimator == "gae":  # the rows one by one
+        module = IRMPPOModule(**common, minibatch_size=1, critic_layout="shared_lora", critic_lr=1e-2)
+    else:  # minibatches of one group
+        module = IRMPPOModule(**common, minibatch_size=2, advantage_estimator=args.estimator, num_generations=2,
+                              kl_mode="loss")
     data = ToolUseDataModule(tokenizer=TINY_LLAMA, stage="rl", batch_size=2, synthetic_size=24, max_length=2048,
                              val_fraction=0.0)
     data.connect(module.tokenizer)
@@ -68,7 +78,8 @@ def main() -> None:
                          logger=False, enable_progress_bar=False, enable_model_summary=False,
                          callbacks=[StepLog(out / "steps.jsonl", args.kill_before), checkpoint],
                          default_root_dir=out)
-    trainer.fit(module, data, ckpt_path="last" if args.resume else None)
+    with varied_rewards() if args.estimator != "gae" else contextlib.nullcontext():
+        trainer.fit(module, data, ckpt_path="last" if args.resume else None)
 
 
 if __name__ == "__main__":
