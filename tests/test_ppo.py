@@ -169,7 +169,7 @@ def test_fit_start_warns_when_gold_answers_do_not_fit(max_new_tokens):
     """A budget shorter than most gold answers caps the reward even a perfect policy gets."""
     from tl_lightning.data.datamodule import ToolUseDataModule
 
-    data = ToolUseDataModule(tokenizer=TINY_LLAMA, stage="rl", synthetic_size=8, val_fraction=0.0)
+    data = ToolUseDataModule(tokenizer=TINY_LLAMA, stage="rl", data_path="synthetic:classic?n=8", val_fraction=0.0)
     trainer = pl.Trainer(accelerator="cpu", max_steps=0, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False)
     with warnings.catch_warnings(record=True) as caught:

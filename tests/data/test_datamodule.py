@@ -313,7 +313,8 @@ def test_prompt_format_defaults_to_the_models_record(smollm2_tokenizer):
 
 
 def test_gold_answer_lengths_and_the_truncation_warning(smollm2_tokenizer):
-    dm = _dm(smollm2_tokenizer, stage="rl", synthetic_size=16, prompt_format="chat_template", val_fraction=0.0)
+    dm = _dm(smollm2_tokenizer, stage="rl", data_path="synthetic:classic?n=16", prompt_format="chat_template",
+             val_fraction=0.0)
     samples, _ = apply_mae(synthetic.generate_prompts(16, seed=0))
     tokenized, _ = tokenize_samples(samples, smollm2_tokenizer, prompt_format="chat_template", w_max=9.0,
                                     max_length=4096, on_overlength="raise")
