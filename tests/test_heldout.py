@@ -9,7 +9,7 @@ import torch
 
 from tests.test_cli import tiny_args
 from tl_lightning.cli import main
-from tl_lightning.evaluate import ItemResult
+from tl_lightning.evaluate import ItemResult, paired_comparison
 from tl_lightning.heldout import HeldOutEvaluation, _decode, _encode
 
 HELDOUT = "synthetic:heldout_domains?n=6"
@@ -45,6 +45,10 @@ def test_fit_logs_heldout_figures_at_start_every_n_batches_and_end(tmp_path):
     for entry in callback.history:
         assert entry["n"] == 6 and set(entry["ci"]) == {"ts", "pi", "cf", "exact_call", "mean_reward"}
         assert -2.0 <= entry["mean_reward"] <= 1.0
+        assert [item["id"] for item in entry["items"]] == [str(k) for k in range(6)]
+    # two evaluations of the same items compare item by item
+    first_vs_last = paired_comparison([callback.history[-1]], [callback.history[0]])
+    assert first_vs_last["n"] == 6 and set(first_vs_last["cf"]) == {"diff", "low", "high"}
     assert cli.trainer.callback_metrics["heldout/exact_call"] == torch.tensor(callback.history[-1]["exact_call"])
     header = (tmp_path / "lightning_logs" / "version_0" / "metrics.csv").read_text().splitlines()[0]
     assert "heldout/exact_call" in header and "heldout/mean_reward" in header

@@ -13,7 +13,9 @@ exact-call rate and the mean IRM reward, each with its 95% bootstrap interval) a
   mode="max", every_n_train_steps=...)`` keeps the best model when its saves fall on evaluations
   (Lightning runs checkpoint callbacks after all others; the evaluation after the last batch runs
   when training has ended, after the last save, so it is logged but chooses no checkpoint);
-- keeps every evaluation in ``history`` (step, batches and the full figures with intervals).
+- keeps every evaluation in ``history``: step, batches, the figures with their intervals and the
+  per-item results (``items``, in item order, as in a ``report.json``), so two evaluations compare
+  item by item (``evaluate.paired_comparison``); ``results`` holds the latest per-item results.
 
 Counting: ``every_n_batches`` counts training batches: optimizer steps for ``PKTModule`` (without
 gradient accumulation), rollout batches for the RL module (whose ``global_step`` counts each of its
@@ -55,7 +57,8 @@ def _encode(results: list[ItemResult], count: int) -> torch.Tensor:
 
 
 def _decode(rows: torch.Tensor) -> list[ItemResult]:
-    """The counted rows of ``_encode`` (gathered over ranks) back as results (ids are positions)."""
+    """The counted rows of ``_encode`` (gathered over ranks, in item order) back as results (ids
+    are positions)."""
     results = []
     for k, (ts, pi, cf, category, counted) in enumerate(rows.tolist()):
         if counted:
@@ -90,6 +93,7 @@ class HeldOutEvaluation(Callback):
         self.prompt_format, self.name = prompt_format, name
         self.items: list = []
         self.history: list[dict[str, Any]] = []
+        self.results: list[ItemResult] = []
         self._last_evaluated: int | None = None
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
@@ -142,7 +146,10 @@ class HeldOutEvaluation(Callback):
         rows = _encode(score_items(self.benchmark, share, answers[:len(share)]), per_rank).to(pl_module.device)
         if world > 1:
             rows = trainer.strategy.all_gather(rows).reshape(-1, rows.shape[-1])
-        figures = aggregate(_decode(rows.cpu()), seed=self.seed)
+        # gathered rows are rank-major: item k of rank r sits at r * per_rank + k, i.e. item r + k * world
+        order = [r * per_rank + k for k in range(per_rank) for r in range(world)]
+        self.results = _decode(rows.cpu()[order])
+        figures = aggregate(self.results, seed=self.seed)
         figures["seconds"] = round(time.perf_counter() - started, 1)
         self._record(trainer, figures)
         return figures
@@ -150,7 +157,8 @@ class HeldOutEvaluation(Callback):
     def _record(self, trainer: Trainer, figures: dict[str, Any]) -> None:
         step, batches = trainer.global_step, self._batches_done(trainer)
         self._last_evaluated = batches
-        self.history.append({"step": step, "batches": batches, **figures})
+        self.history.append({"step": step, "batches": batches, **figures,
+                             "items": [r.to_dict() for r in self.results]})
         values = {f"{self.name}/{m}": float(figures[m]) for m in (*METRICS, "mean_reward")}
         for logger in trainer.loggers:
             logger.log_metrics(values, step=step)
