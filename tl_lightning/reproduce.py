@@ -1,26 +1,37 @@
-"""``make reproduce``: a miniature of the paper's ablation, arm by arm, on real data and a real model.
+"""``make reproduce``: the paper's ablation in miniature, on real data and a real model, with seeds,
+intervals and paired differences.
 
-Arms (same seed, same data order, same number of steps; ``ARMS``): the base model untrained;
-standard SFT; SFT + MAE; PKT; MAE + PKT; MAE + PKT + IRM (PPO from the MAE + PKT model). The SFT
-arms are ``python train.py fit --config configs/reproduce/sft.yaml`` with ``data.mae`` and
-``data.w_max`` set per arm; the IRM arm is ``fit --config configs/reproduce/irm.yaml``; each
-trained model is exported as an HF folder and scored with ``python -m tl_lightning.evaluate run``
-on RoTBench First_Turn/clean, ToolAlpaca eval_real and BFCL v3 simple + multiple (TS / PI / CF),
-the same seeded sample of items for every arm.
+Arms (``ARMS``), all at the same data, steps and learning rate: the base model untrained; standard
+SFT; SFT + MAE; PKT; MAE + PKT; MAE + PKT + IRM (RL with the IRM reward from the MAE + PKT model of
+the same seed). Standard SFT and the full method run with several seeds (``Budget.seeds``), the
+other arms with the first. An SFT run is ``python train.py fit --config configs/reproduce/sft.yaml``
+with ``data.mae`` and ``data.w_max`` set per arm; the IRM run ``fit --config
+configs/reproduce/irm.yaml``; each trained model is exported as an HF folder and scored with
+``python -m tl_lightning.evaluate run`` on the same items of every evaluation set (``EVAL_SETS``).
 
-Resumable: an arm whose ``result.json`` exists is not run again; an arm killed in training goes on
-from its ``last.ckpt``, one killed in evaluation from the first benchmark without a report.
-Wall time per arm is summed over the attempts that ran it. Results: ``results/ablation.json``,
-``results/ablation.md`` and training curves as PNG (``ablation_report.py``).
+Training data (``TRAINING_MIX``): the synthetic world's training domains (with failed calls, so MAE
+has something to drop), Seal-Tools dev and API-Bank level 1: never a benchmark's test items.
+Evaluation: the synthetic world's held-out domains, BFCL v3 simple and multiple, Seal-Tools
+test_in_domain, ToolAlpaca eval_real and RoTBench First_Turn/clean (the paper's sets, far out of
+domain at this scale), each a seeded sample of ``Budget.eval_items[set]`` items.
 
-    python -m tl_lightning.reproduce                     # the committed study (what make reproduce runs)
-    python -m tl_lightning.reproduce --arms base sft     # some arms only
+Resumable: a run (arm, seed) whose ``result.json`` exists is not run again; one killed in
+training goes on from its ``last.ckpt``, one killed in evaluation from the first set without a
+report. ``--jobs 2`` runs two runs at a time as subprocesses of one thread each (on 2 cores that
+is faster than one run on two threads); an IRM run waits for its MAE + PKT run. Results:
+``results/ablation.json``, ``results/ablation.md`` and PNGs (``ablation_report.py``).
+
+    python -m tl_lightning.reproduce                       # the committed study (make reproduce)
+    python -m tl_lightning.reproduce --arms base sft       # some arms only
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,16 +39,21 @@ from typing import Any, Sequence
 
 from tl_lightning.cli import main as cli_main
 
-DEFAULT_DATA_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# The shared data folder: $TL_SHARED_DATA, else ../shared/data beside the repository.
+DEFAULT_DATA_ROOT = Path(os.environ.get("TL_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
 SFT_CONFIG = "configs/reproduce/sft.yaml"
 IRM_CONFIG = "configs/reproduce/irm.yaml"
-# The paper's training data: multi-turn trajectories with real tool outputs (errors included).
-TRAINING_MIX = ("SGD/train", "API-Bank/lv1-lv2-samples", "tau-bench/historical_trajectories/gpt-4o-airline.json")
-# (name, benchmark, file): evaluation sets, never trained on.
-EVAL_SETS = (("rotbench", "rotbench", "RoTBench/First_Turn/clean.json"),
-             ("toolalpaca", "toolalpaca", "ToolAlpaca/data/eval_real.json"),
+SYNTHETIC_TRAIN = "synthetic-sft:train?n=1200&error_rate=0.3"
+# Files under the data root (the synthetic world is built in): no test item of any evaluation set.
+TRAINING_FILES = ("Seal-Tools/Seal-Tools_Dataset/dev.jsonl", "API-Bank/lv1-lv2-samples/level-1-given-desc")
+# (name, scoring rules, data): the evaluation sets, never trained on.
+EVAL_SETS = (("synthetic", "generic", "synthetic:heldout_domains?n=400"),
              ("bfcl_simple", "bfcl", "BFCL_v3/BFCL_v3_simple.json"),
-             ("bfcl_multiple", "bfcl", "BFCL_v3/BFCL_v3_multiple.json"))
+             ("bfcl_multiple", "bfcl", "BFCL_v3/BFCL_v3_multiple.json"),
+             ("sealtools", "generic", "Seal-Tools/Seal-Tools_Dataset/test_in_domain.jsonl"),
+             ("toolalpaca", "toolalpaca", "ToolAlpaca/data/eval_real.json"),
+             ("rotbench", "rotbench", "RoTBench/First_Turn/clean.json"))
+SET_NAMES = tuple(name for name, _, _ in EVAL_SETS)
 
 
 @dataclass(frozen=True)
@@ -45,7 +61,8 @@ class Arm:
     """One row of the ablation: how its model is made.
 
     ``train``: ``"none"`` (the base model), ``"sft"`` (``sft.yaml`` with ``mae`` and ``w_max``;
-    ``w_max`` 1 is plain cross-entropy) or ``"ppo"`` (``irm.yaml`` from ``start``'s model)."""
+    ``w_max`` 1 is plain cross-entropy) or ``"rl"`` (``irm.yaml`` from ``start``'s model of the
+    same seed); ``seeded``: run with every seed of the budget (else the first only)."""
 
     name: str
     label: str
@@ -53,41 +70,49 @@ class Arm:
     mae: bool = False
     w_max: float = 1.0
     start: str | None = None
+    seeded: bool = False
 
 
 ARMS = (
     Arm("base", "base model (no training)", train="none"),
-    Arm("sft", "standard SFT", mae=False, w_max=1.0),
+    Arm("sft", "standard SFT", mae=False, w_max=1.0, seeded=True),
     Arm("sft_mae", "SFT + MAE", mae=True, w_max=1.0),
     Arm("pkt", "PKT", mae=False, w_max=9.0),
-    Arm("mae_pkt", "MAE + PKT", mae=True, w_max=9.0),
-    Arm("mae_pkt_irm", "MAE + PKT + IRM", train="ppo", start="mae_pkt"),
+    Arm("mae_pkt", "MAE + PKT", mae=True, w_max=9.0, seeded=True),
+    Arm("mae_pkt_irm", "MAE + PKT + IRM", train="rl", start="mae_pkt", seeded=True),
 )
 ARM_NAMES = tuple(a.name for a in ARMS)
-# What the untrained base arm depends on: a new training budget does not re-evaluate it.
-EVAL_FIELDS = ("model", "eval_sample", "eval_batch_size", "eval_max_batch_tokens", "max_new_tokens", "seed")
+STANDARD, FULL = "sft", "mae_pkt_irm"
 
 
 @dataclass(frozen=True)
 class Budget:
-    """What every arm gets; stated in the results table."""
+    """What every run gets; stated in the results."""
 
     model: str = "smollm2-135m-instruct"
-    sft_steps: int = 16
-    max_length: int = 512  # longest training sample in tokens; longer trajectories are dropped (counted)
-    ppo_batches: int = 6
-    eval_sample: int | None = 12  # items per evaluation set (None: all)
-    eval_batch_size: int = 12
-    eval_max_batch_tokens: int = 4096  # padded prompt tokens per generation batch (one long prompt goes alone)
-    max_new_tokens: int = 48
-    seed: int = 0
+    seeds: tuple[int, ...] = (0, 1, 2)
+    sft_steps: int = 60
+    batch_size: int = 4
+    max_length: int = 768  # longest training sample in tokens; longer ones are dropped (counted)
+    rl_batches: int = 8
+    eval_items: dict[str, int] = field(default_factory=lambda: {
+        "synthetic": 200, "bfcl_simple": 150, "bfcl_multiple": 100, "sealtools": 150, "toolalpaca": 40,
+        "rotbench": 30})
+    eval_batch_size: int = 16
+    eval_max_batch_tokens: int = 8192
+    max_new_tokens: int = 96
     sft_config: str = SFT_CONFIG
     irm_config: str = IRM_CONFIG
+
+    def eval_fields(self) -> dict[str, Any]:
+        """What the untrained base arm depends on: a new training budget does not re-evaluate it."""
+        return {k: v for k, v in asdict(self).items()
+                if k in ("model", "eval_items", "eval_batch_size", "eval_max_batch_tokens", "max_new_tokens")}
 
 
 @dataclass
 class Progress:
-    """``progress.json`` of an arm: what is done and the seconds it took, across attempts."""
+    """``progress.json`` of a run: what is done and the seconds it took, across attempts."""
 
     attempts: int = 0
     train_seconds: float = 0.0
@@ -103,33 +128,60 @@ class Progress:
         path.write_text(json.dumps(asdict(self), indent=2) + "\n")
 
 
-def data_paths(data_root: Path) -> list[str]:
-    """The training-mix paths; a clear error when one is missing."""
-    paths = [data_root / rel for rel in TRAINING_MIX]
-    missing = [str(p) for p in paths if not p.exists()]
+@dataclass(frozen=True)
+class Run:
+    """One trained (or evaluated) model: an arm at a seed, in ``<output>/<arm>/seed<seed>``."""
+
+    arm: Arm
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.arm.name}:{self.seed}"
+
+    def folder(self, output: Path) -> Path:
+        return output / self.arm.name / f"seed{self.seed}"
+
+
+def plan(arms: Sequence[str], budget: Budget) -> list[Run]:
+    """The runs of ``arms`` in the study's order (seeded arms once per seed)."""
+    return [Run(arm, seed) for arm in ARMS if arm.name in arms
+            for seed in (budget.seeds if arm.seeded else budget.seeds[:1])]
+
+
+def training_paths(data_root: Path) -> list[str]:
+    """The training mix: the synthetic world's train split and the files under ``data_root``; a
+    clear error when one is missing."""
+    files = [data_root / rel for rel in TRAINING_FILES]
+    missing = [str(p) for p in files if not p.exists()]
     if missing:
-        raise FileNotFoundError(f"training data not found: {missing} (pass --data-root, the folder "
-                                "holding SGD/, API-Bank/ and tau-bench/)")
-    return [str(p) for p in paths]
+        raise FileNotFoundError(f"training data not found: {missing} (pass --data-root, the folder holding "
+                                "Seal-Tools/, API-Bank/, BFCL_v3/, ToolAlpaca/ and RoTBench/, or set TL_SHARED_DATA)")
+    return [SYNTHETIC_TRAIN, *map(str, files)]
 
 
-def csv_logger(arm_dir: Path) -> str:
-    """A CSVLogger writing ``<arm_dir>/logs/metrics.csv`` (a fixed version: a resumed run appends)."""
+def eval_data(data: str, data_root: Path) -> str:
+    """An evaluation set's data argument: built-in world strings as they are, files under the root."""
+    return data if data.startswith("synthetic") else str(data_root / data)
+
+
+def csv_logger(run_dir: Path) -> str:
+    """A CSVLogger writing ``<run_dir>/logs/metrics.csv`` (a fixed version: a resumed run appends)."""
     return json.dumps({"class_path": "lightning.pytorch.loggers.CSVLogger",
-                       "init_args": {"save_dir": str(arm_dir), "name": "logs", "version": 0}})
+                       "init_args": {"save_dir": str(run_dir), "name": "logs", "version": 0}})
 
 
-def fit_args(config: str, arm_dir: Path, budget: Budget, overrides: Sequence[str]) -> list[str]:
-    """``fit`` arguments for an arm; ``--ckpt_path last`` when a checkpoint of an earlier attempt exists."""
-    args = ["fit", "--config", config, f"--seed_everything={budget.seed}",
-            f"--trainer.default_root_dir={arm_dir}", f"--trainer.logger={csv_logger(arm_dir)}", *overrides]
-    if (arm_dir / "checkpoints" / "last.ckpt").exists():
+def fit_args(config: str, run_dir: Path, seed: int, overrides: Sequence[str]) -> list[str]:
+    """``fit`` arguments for a run; ``--ckpt_path last`` when a checkpoint of an earlier attempt exists."""
+    args = ["fit", "--config", config, f"--seed_everything={seed}", f"--trainer.default_root_dir={run_dir}",
+            f"--trainer.logger={csv_logger(run_dir)}", *overrides]
+    if (run_dir / "checkpoints" / "last.ckpt").exists():
         args.append("--ckpt_path=last")
     return args
 
 
 def batch_tokens(datamodule, steps: int) -> dict[str, int]:
-    """Tokens and supervised tokens of the first ``steps`` training batches (what the arm saw)."""
+    """Tokens and supervised tokens of the first ``steps`` training batches (what the run saw)."""
     seen = supervised = 0
     for i, batch in enumerate(datamodule.train_dataloader()):
         if i == steps:
@@ -139,185 +191,223 @@ def batch_tokens(datamodule, steps: int) -> dict[str, int]:
     return {"tokens": seen, "supervised_tokens": supervised}
 
 
-def fit_and_export(config: str, arm_dir: Path, budget: Budget, data_root: Path, model: str | Path,
+def fit_and_export(config: str, run: Run, run_dir: Path, budget: Budget, data_root: Path, model: str | Path,
                    overrides: Sequence[str]):
     """``fit`` on the training mix from ``model`` (resuming an earlier attempt), then the trained
-    model as an HF folder in ``<arm_dir>/hf_model``; returns the CLI object (trainer, model, data)."""
+    model as an HF folder in ``<run_dir>/hf_model``; returns the CLI object (trainer, model, data)."""
     from tl_lightning.export import export_pretrained
 
-    common = [f"--model.init_args.model_name={model}", f"--data.data_path={json.dumps(data_paths(data_root))}",
-              f"--data.max_length={budget.max_length}", f"--data.seed={budget.seed}"]
-    fit = cli_main(fit_args(config, arm_dir, budget, [*common, *overrides]))
-    export_pretrained(fit.model.model, fit.model.tokenizer, arm_dir / "hf_model", overwrite=True,
+    common = [f"--model.init_args.model_name={model}", f"--model.init_args.seed={run.seed}",
+              f"--data.data_path={json.dumps(training_paths(data_root))}", f"--data.max_length={budget.max_length}",
+              f"--data.batch_size={budget.batch_size}", f"--data.seed={run.seed}"]
+    fit = cli_main(fit_args(config, run_dir, run.seed, [*common, *overrides]))
+    export_pretrained(fit.model.model, fit.model.tokenizer, run_dir / "hf_model", overwrite=True,
                       prompt_format=fit.datamodule.hparams.prompt_format)
     return fit
 
 
-def train_sft(arm: Arm, arm_dir: Path, budget: Budget, data_root: Path) -> dict[str, Any]:
-    """Fit the arm's SFT run and export its model; returns the run's figures."""
-    fit = fit_and_export(budget.sft_config, arm_dir, budget, data_root, budget.model,
-                         [f"--data.mae={str(arm.mae).lower()}", f"--data.w_max={arm.w_max}",
-                          f"--trainer.max_steps={budget.sft_steps}"])
-    report = fit.datamodule.report
-    return {"steps": fit.trainer.global_step, "batch_size": fit.datamodule.batch_size,
-            "max_length": fit.datamodule.max_length, "train_items": report["train_items"],
-            "overlength_dropped": report["overlength_dropped"], "mae": report["mae"]["train"],
-            **batch_tokens(fit.datamodule, fit.trainer.global_step)}
+def train(run: Run, run_dir: Path, budget: Budget, output: Path, data_root: Path) -> dict[str, Any]:
+    """Fit the run's model and export it; returns what it saw."""
+    arm = run.arm
+    if arm.train == "sft":
+        fit = fit_and_export(budget.sft_config, run, run_dir, budget, data_root, budget.model,
+                             [f"--data.mae={str(arm.mae).lower()}", f"--data.w_max={arm.w_max}",
+                              f"--trainer.max_steps={budget.sft_steps}"])
+        report = fit.datamodule.report
+        return {"steps": fit.trainer.global_step, "train_items": report["train_items"],
+                "overlength_dropped": report["overlength_dropped"], "mae": report["mae"]["train"],
+                **batch_tokens(fit.datamodule, fit.trainer.global_step)}
+    start = Run(next(a for a in ARMS if a.name == arm.start), run.seed)
+    if not (start.folder(output) / "result.json").exists():
+        raise RuntimeError(f"run {run.name} starts from run {start.name}'s model: run that first")
+    fit = fit_and_export(budget.irm_config, run, run_dir, budget, data_root, start.folder(output) / "hf_model",
+                         [f"--trainer.limit_train_batches={budget.rl_batches}"])
+    return {"rollout_batches": fit.trainer.fit_loop.epoch_loop.batch_progress.total.completed,
+            "optimizer_steps": fit.trainer.global_step, "prompts": fit.datamodule.report["train_items"],
+            "estimator": fit.model.hparams.advantage_estimator}
 
 
-def train_ppo(arm: Arm, arm_dir: Path, budget: Budget, data_root: Path, start_model: Path) -> dict[str, Any]:
-    """PPO with the IRM reward from ``start_model``; export the actor; returns the run's figures."""
-    fit = fit_and_export(budget.irm_config, arm_dir, budget, data_root, start_model,
-                         [f"--trainer.limit_train_batches={budget.ppo_batches}"])
-    loop = fit.trainer.fit_loop.epoch_loop.batch_progress.total
-    return {"rollout_batches": loop.completed, "batch_size": fit.datamodule.batch_size,
-            "optimizer_steps": fit.trainer.global_step, "prompts": fit.datamodule.report["train_items"]}
-
-
-def evaluate_model(model: str, arm_dir: Path, budget: Budget, data_root: Path,
-                   progress: Progress, progress_path: Path) -> dict[str, dict[str, Any]]:
-    """``evaluate run`` on every set not yet scored in an earlier attempt; the results by set."""
+def evaluate_model(model: str, run_dir: Path, budget: Budget, data_root: Path, progress: Progress,
+                   progress_path: Path) -> dict[str, dict[str, Any]]:
+    """``evaluate run`` on every set not yet scored in an earlier attempt; the figures by set."""
     from tl_lightning import evaluate
 
     results = {}
-    for name, benchmark, rel in EVAL_SETS:
-        out = arm_dir / "eval" / name
+    for name, benchmark, data in EVAL_SETS:
+        out = run_dir / "eval" / name
         report = out / "report.json"
         if not report.exists():
             started = time.perf_counter()
-            args = ["run", "--benchmark", benchmark, "--data", str(data_root / rel), "--model", model,
-                    "--batch_size", str(budget.eval_batch_size),
-                    "--max_batch_tokens", str(budget.eval_max_batch_tokens), "--max_new_tokens", str(budget.max_new_tokens),
-                    "--output_dir", str(out), "--seed", str(budget.seed)]
-            if budget.eval_sample is not None:
-                args += ["--sample", str(budget.eval_sample)]
-            evaluate.main(args)
+            evaluate.main(["run", "--benchmark", benchmark, "--data", eval_data(data, data_root), "--model", model,
+                           "--sample", str(budget.eval_items[name]), "--seed", "0",
+                           "--batch_size", str(budget.eval_batch_size),
+                           "--max_batch_tokens", str(budget.eval_max_batch_tokens),
+                           "--max_new_tokens", str(budget.max_new_tokens), "--output_dir", str(out)])
             progress.eval_seconds[name] = round(time.perf_counter() - started, 1)
             progress.save(progress_path)
         saved = json.loads(report.read_text())
-        results[name] = {k: saved[k] for k in ("n", "ts", "pi", "cf", "unparsable_predictions")}
+        results[name] = {k: saved[k] for k in ("n", "ts", "pi", "cf", "exact_call", "mean_reward", "ci",
+                                               "categories", "unparsable_predictions")}
     return results
 
 
-def same_budget(arm: Arm, finished: dict[str, Any] | None, budget: Budget) -> bool:
-    """Whether a finished arm's budget is ``budget`` in every field that arm depends on."""
+def same_budget(run: Run, finished: dict[str, Any] | None, budget: Budget) -> bool:
+    """Whether a finished run's budget is ``budget`` in every field that run depends on."""
     if finished is None:
         return False
-    fields = EVAL_FIELDS if arm.train == "none" else tuple(asdict(budget))
-    return all(finished.get(f) == getattr(budget, f) for f in fields)
+    wanted = budget.eval_fields() if run.arm.train == "none" else json.loads(json.dumps(asdict(budget)))
+    return all(finished.get(k) == v for k, v in wanted.items())
 
 
-def call_diagnostics(arm_dir: Path, budget: Budget, data_root: Path) -> dict[str, int]:
-    """What the arm's model emits over all scored items, beyond TS / PI / CF: ``items``; ``parsed``:
-    predictions holding a call ``calls.parse_calls`` reads; ``named``: the first call names a gold
-    tool exactly; ``named_ignoring_case``: the same when case is ignored (the scorers, like the
-    benchmarks', need the exact name; a model that learned the call format from CamelCase training
-    tools but not the listed name's case scores 0 there)."""
-    from tl_lightning.calls import ParseFailure, parse_calls
-    from tl_lightning.evaluate import load_items, read_predictions
-
-    counts = {"items": 0, "parsed": 0, "named": 0, "named_ignoring_case": 0}
-    for name, benchmark, rel in EVAL_SETS:
-        items = load_items(benchmark, data_root / rel, sample=budget.eval_sample, seed=budget.seed)
-        for item, prediction in zip(items, read_predictions(arm_dir / "eval" / name / "predictions.jsonl", items)):
-            gold = {call.name for calls in item.gold for call in calls}
-            calls = parse_calls(prediction)
-            counts["items"] += 1
-            if isinstance(calls, ParseFailure):
-                continue
-            counts["parsed"] += 1
-            counts["named"] += calls[0].name in gold
-            counts["named_ignoring_case"] += calls[0].name.lower() in {g.lower() for g in gold}
-    return counts
-
-
-def run_arm(arm: Arm, budget: Budget, out_dir: Path, data_root: Path) -> dict[str, Any]:
-    """The arm's result, from ``result.json`` when it finished before, else by running what is left."""
-    arm_dir = out_dir / arm.name
-    result_path = arm_dir / "result.json"
+def run_one(run: Run, budget: Budget, output: Path, data_root: Path) -> dict[str, Any]:
+    """The run's result, from ``result.json`` when it finished before, else by running what is left."""
+    run_dir = run.folder(output)
+    result_path = run_dir / "result.json"
     if result_path.exists():
         result = json.loads(result_path.read_text())
-        if not same_budget(arm, result.get("budget"), budget):
-            raise ValueError(f"arm {arm.name!r} in {arm_dir} finished with another budget ({result.get('budget')}); "
-                             "remove that folder to run it again, or pass another --output")
-        print(f"[reproduce] {arm.name}: done before, not run again ({result_path})", flush=True)
+        if not same_budget(run, result.get("budget"), budget):
+            raise ValueError(f"run {run.name} in {run_dir} finished with another budget; remove that folder to "
+                             "run it again, or pass another --output")
+        print(f"[reproduce] {run.name}: done before, not run again ({result_path})", flush=True)
         return result
-    arm_dir.mkdir(parents=True, exist_ok=True)
-    progress_path = arm_dir / "progress.json"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    progress_path = run_dir / "progress.json"
     progress = Progress.load(progress_path)
     progress.attempts += 1
     progress.save(progress_path)
-    print(f"[reproduce] {arm.name} ({arm.label}): attempt {progress.attempts}", flush=True)
-    if arm.train == "none":
-        model = budget.model
-    else:
+    print(f"[reproduce] {run.name} ({run.arm.label}): attempt {progress.attempts}", flush=True)
+    model = budget.model
+    if run.arm.train != "none":
         if not progress.trained:
             started = time.perf_counter()
-            if arm.train == "sft":
-                progress.train = train_sft(arm, arm_dir, budget, data_root)
-            else:
-                start = out_dir / str(arm.start) / "hf_model"
-                if not (out_dir / str(arm.start) / "result.json").exists():
-                    raise RuntimeError(f"arm {arm.name!r} starts from arm {arm.start!r}'s model: run that arm first")
-                progress.train = train_ppo(arm, arm_dir, budget, data_root, start)
+            progress.train = train(run, run_dir, budget, output, data_root)
             progress.train_seconds += round(time.perf_counter() - started, 1)
             progress.trained = True
             progress.save(progress_path)
-        model = str(arm_dir / "hf_model")
-    scores = evaluate_model(model, arm_dir, budget, data_root, progress, progress_path)
-    result = {"arm": arm.name, "label": arm.label, "settings": asdict(arm), "budget": asdict(budget),
-              "train": progress.train,
-              "train_seconds": progress.train_seconds, "eval_seconds": round(sum(progress.eval_seconds.values()), 1),
-              "attempts": progress.attempts, "scores": scores}
+        model = str(run_dir / "hf_model")
+    scores = evaluate_model(model, run_dir, budget, data_root, progress, progress_path)
+    result = {"arm": run.arm.name, "label": run.arm.label, "seed": run.seed, "settings": asdict(run.arm),
+              "budget": asdict(budget), "train": progress.train, "train_seconds": progress.train_seconds,
+              "eval_seconds": round(sum(progress.eval_seconds.values()), 1), "attempts": progress.attempts,
+              "scores": scores}
     result["wall_seconds"] = round(result["train_seconds"] + result["eval_seconds"], 1)
     result_path.write_text(json.dumps(result, indent=2) + "\n")
     return result
+
+
+# ---------------------------------------------------------------------------------------------
+# running several runs at a time
+
+
+def run_argv(args: argparse.Namespace) -> list[str]:
+    """The options that make a subprocess run with this call's budget, data and folders."""
+    argv = ["--data-root", str(args.data_root), "--output", str(args.output), "--model", args.model,
+            "--seeds", *map(str, args.seeds), "--sft-steps", str(args.sft_steps), "--rl-batches", str(args.rl_batches),
+            "--max-new-tokens", str(args.max_new_tokens), "--sft-config", args.sft_config,
+            "--irm-config", args.irm_config]
+    return argv + ([] if args.eval_items is None else ["--eval-items", str(args.eval_items)])
+
+
+def run_in_subprocesses(runs: Sequence[Run], jobs: int, argv: Sequence[str], output: Path) -> None:
+    """Run ``runs`` as subprocesses (``--only arm:seed`` plus ``argv``), ``jobs`` at a time with
+    ``cores // jobs`` threads each; an RL run starts once its start run has finished.
+    Each subprocess logs to ``<run>/stdout.log``; a failed one stops the study with its name."""
+    threads = str(max(1, (os.cpu_count() or 1) // jobs))
+    waiting, active = list(runs), {}
+    while waiting or active:
+        for run in list(waiting):
+            start_done = run.arm.start is None or (Run(next(a for a in ARMS if a.name == run.arm.start), run.seed)
+                                                   .folder(output) / "result.json").exists()
+            if len(active) < jobs and start_done:
+                waiting.remove(run)
+                run.folder(output).mkdir(parents=True, exist_ok=True)
+                log = open(run.folder(output) / "stdout.log", "a")
+                env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+                active[run] = (subprocess.Popen([sys.executable, "-m", "tl_lightning.reproduce", *argv,
+                                                 "--only", run.name, "--no-report"],
+                                                stdout=log, stderr=subprocess.STDOUT, env=env), log)
+                print(f"[reproduce] {run.name}: started ({threads} thread(s), log {log.name})", flush=True)
+        for run, (process, log) in list(active.items()):
+            if process.poll() is not None:
+                log.close()
+                del active[run]
+                if process.returncode != 0:
+                    for other, _ in active.values():
+                        other.terminate()
+                    raise RuntimeError(f"run {run.name} failed (exit {process.returncode}); see {log.name}")
+                print(f"[reproduce] {run.name}: finished", flush=True)
+        if waiting and not active:
+            raise RuntimeError(f"runs {[r.name for r in waiting]} wait for runs that are not part of this call")
+        time.sleep(2)
+
+
+def finished_results(output: Path, budget: Budget) -> list[dict[str, Any]]:
+    """Every finished run of this budget in ``output``, also those not run by this call."""
+    results = []
+    for run in plan(ARM_NAMES, budget):
+        path = run.folder(output) / "result.json"
+        result = json.loads(path.read_text()) if path.exists() else None
+        if result is not None and same_budget(run, result.get("budget"), budget):
+            results.append(result)
+        elif result is not None:
+            print(f"[reproduce] {run.name}: finished with another budget, left out of the results ({path})",
+                  flush=True)
+    return results
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     defaults = Budget()
     parser = argparse.ArgumentParser(prog="python -m tl_lightning.reproduce", description=__doc__.split("\n\n")[0])
     parser.add_argument("--arms", nargs="+", choices=ARM_NAMES, default=list(ARM_NAMES),
-                        help="arms to run (in the study's order); the results cover every finished arm")
+                        help="arms to run (in the study's order); the results cover every finished run")
+    parser.add_argument("--only", default=None, help="one run, ARM:SEED (what --jobs starts)")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at a time (subprocesses, cores split between them)")
+    parser.add_argument("--no-report", action="store_true", help="do not write the results (--only runs)")
     parser.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT,
-                        help="folder holding SGD/, API-Bank/, tau-bench/, RoTBench/, ToolAlpaca/, BFCL_v3/")
-    parser.add_argument("--output", type=Path, default=Path("runs/reproduce"), help="run folders, one per arm")
+                        help="folder holding Seal-Tools/, API-Bank/, BFCL_v3/, ToolAlpaca/, RoTBench/ "
+                             "(default: $TL_SHARED_DATA, else ../shared/data beside the repository)")
+    parser.add_argument("--output", type=Path, default=Path("runs/reproduce"), help="run folders")
     parser.add_argument("--results", type=Path, default=Path("results"), help="where ablation.md/.json and PNGs go")
     parser.add_argument("--model", default=defaults.model, help="base model: built-in name, HF id or folder")
-    parser.add_argument("--sft-steps", type=int, default=defaults.sft_steps, help="optimizer steps of each SFT arm")
-    parser.add_argument("--max-length", type=int, default=defaults.max_length,
-                        help="longest training sample in tokens (longer trajectories are dropped and counted)")
-    parser.add_argument("--ppo-batches", type=int, default=defaults.ppo_batches, help="rollout batches of the IRM arm")
-    parser.add_argument("--eval-sample", type=int, default=defaults.eval_sample,
-                        help="items drawn per evaluation set (0: every item)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(defaults.seeds),
+                        help="seeds of the seeded arms (the others use the first)")
+    parser.add_argument("--sft-steps", type=int, default=defaults.sft_steps, help="optimizer steps of each SFT run")
+    parser.add_argument("--rl-batches", type=int, default=defaults.rl_batches, help="rollout batches of each IRM run")
+    parser.add_argument("--eval-items", type=int, default=None,
+                        help="items per evaluation set for every set (default: the budget's per-set sizes)")
     parser.add_argument("--max-new-tokens", type=int, default=defaults.max_new_tokens)
     parser.add_argument("--sft-config", default=defaults.sft_config)
     parser.add_argument("--irm-config", default=defaults.irm_config)
     return parser.parse_args(argv)
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+def budget_of(args: argparse.Namespace) -> Budget:
+    eval_items = Budget().eval_items if args.eval_items is None else {name: args.eval_items for name in SET_NAMES}
+    return Budget(model=args.model, seeds=tuple(args.seeds), sft_steps=args.sft_steps, rl_batches=args.rl_batches,
+                  eval_items=eval_items, max_new_tokens=args.max_new_tokens, sft_config=args.sft_config,
+                  irm_config=args.irm_config)
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
     from tl_lightning.ablation_report import write_results
 
     args = parse_args(argv)
-    budget = Budget(model=args.model, sft_steps=args.sft_steps, max_length=args.max_length, ppo_batches=args.ppo_batches,
-                    eval_sample=args.eval_sample or None, max_new_tokens=args.max_new_tokens,
-                    sft_config=args.sft_config, irm_config=args.irm_config)
+    budget = budget_of(args)
     args.output.mkdir(parents=True, exist_ok=True)
-    for arm in ARMS:
-        if arm.name in args.arms:
-            run_arm(arm, budget, args.output, args.data_root)
-    finished = []
-    for arm in ARMS:  # every finished arm of this budget, also those not run by this call
-        path = args.output / arm.name / "result.json"
-        result = json.loads(path.read_text()) if path.exists() else None
-        if result is not None and same_budget(arm, result.get("budget"), budget):
-            finished.append(result)
-        elif result is not None:
-            print(f"[reproduce] {arm.name}: finished with another budget, left out of the results ({path})", flush=True)
-    for result in finished:
-        result["emitted"] = call_diagnostics(args.output / result["arm"], budget, args.data_root)
-    return write_results(finished, asdict(budget), args.output, args.results)
+    runs = plan(args.arms, budget)
+    if args.only is not None:
+        runs = [r for r in plan(ARM_NAMES, budget) if r.name == args.only]
+        if not runs:
+            raise SystemExit(f"--only {args.only}: no such run (ARM:SEED with a seed of --seeds)")
+    if args.jobs > 1 and args.only is None:
+        run_in_subprocesses([r for r in runs if not (r.folder(args.output) / "result.json").exists()],
+                            args.jobs, run_argv(args), args.output)
+    else:
+        for run in runs:
+            run_one(run, budget, args.output, args.data_root)
+    if args.no_report:
+        return None
+    return write_results(finished_results(args.output, budget), asdict(budget), args.output, args.results)
 
 
 if __name__ == "__main__":
