@@ -399,7 +399,8 @@ class ScoredRollout:
     P, then every later token right-padded to R; ``response_mask`` 1 on the generated tokens), the
     tokens the policy loss covers (``policy_mask`` (B, R): the generated tokens less MAE's dropped
     turns and void episodes), the rewards before the KL (``rewards`` (B, R)), each row's scalar
-    reward and the IRM categories (for logging), the void rows (B,) and episode statistics."""
+    reward and the IRM categories (for logging), the void rows (B,) and episode statistics
+    (``episode_stats``, and the share of the generated tokens the policy loss covers)."""
 
     rollout: Rollout
     policy_mask: torch.Tensor
@@ -463,7 +464,8 @@ def episode_batch(episodes: Sequence[Episode], pad_id: int, options: EpisodeOpti
     texts = [e.turns[-1].text if e.turns else "" for e in episodes]
     rollout = Rollout(sequences, attention_mask, position_ids, response_mask, texts, P, logprobs)
     void = torch.tensor([e.void for e in episodes], dtype=torch.bool)
-    return ScoredRollout(rollout, policy_mask, rewards, rewards.sum(1), categories, void, episode_stats(episodes))
+    stats = {**episode_stats(episodes), "policy_token_share": (policy_mask.sum() / response_mask.sum()).item()}
+    return ScoredRollout(rollout, policy_mask, rewards, rewards.sum(1), categories, void, stats)
 
 
 # ---------------------------------------------------------------------------------- evaluation

@@ -75,6 +75,7 @@ def add(a: int, b: int = 0) -> int:
     return a + b
 
 
-def first_turn_calls(context: str) -> str | None:
-    """A policy that calls ``add`` in its first turn (codellama) and is left to the model after."""
-    return ' add(a=1, b=2)' if outputs_seen(context) == 0 else None
+def failed_call_then_fix(context: str) -> str | None:
+    """A policy (codellama) that calls ``add`` with an argument it does not have, then calls it
+    right, then is left to the model."""
+    return {0: " add(a=1, c=2)", 1: " add(a=1, b=2)"}.get(outputs_seen(context))
