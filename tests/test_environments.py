@@ -216,6 +216,7 @@ def test_function_tasks_take_gold_steps_and_an_expected_answer():
     env.reset(second)
     env.step(parse_calls("add(a=3, b=4)\nadd(a=1, b=2)"))  # parallel calls in the other order
     assert env.gold() == () and not env.solved("it is 3") and env.solved("It is 3 and 7.")
+    assert FunctionEnv([add], [{"query": "3 + 4?", "answer": 7}]).tasks[0].answer == "7"  # YAML reads 7 as a number
 
 
 # ----------------------------------------------------------------------------- replay

@@ -307,7 +307,8 @@ def function_task(task: str | dict[str, Any] | EnvTask, index: int, tools: tuple
         task = {"query": task}
     start = ((Message("system", system),) if system else ()) + (Message("user", task["query"]),)
     steps = tuple(_call_sets(s, f"task {index} step {k}") for k, s in enumerate(task.get("steps", ())))
-    return EnvTask(str(task.get("id", f"task-{index}")), start, tools, steps, task.get("answer"))
+    answer = task.get("answer")  # a config may give a number
+    return EnvTask(str(task.get("id", f"task-{index}")), start, tools, steps, None if answer is None else str(answer))
 
 
 class FunctionEnv(ToolEnvironment):
