@@ -205,8 +205,9 @@ def test_return_values_become_text_and_unwritable_ones_errors():
 
 def test_function_tasks_take_gold_steps_and_an_expected_answer():
     env = FunctionEnv(["tests.test_environments:add"], [
-        "What is 1 + 2?", {"id": "sum", "query": "Add 1 and 2, then 3 and 4.", "steps": ["add(a=1, b=2)\nadd(a=3, b=4)"],
-                           "answer": "3 and 7"}], system="Be brief.")
+        "What is 1 + 2?",
+        {"id": "sum", "query": "Add 1 and 2, then 3 and 4.", "steps": ["add(a=1, b=2)\nadd(a=3, b=4)"],
+         "answer": "3 and 7"}], system="Be brief.")
     first, second = env.tasks
     assert first.steps == () and first.id == "task-0"
     assert [m.role for m in second.messages] == ["system", "user"] and second.id == "sum"

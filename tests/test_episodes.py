@@ -217,8 +217,10 @@ def test_log_probs_recomputed_over_the_sequence_equal_the_rollouts(tiny, estimat
         for param in module.actor.parameters():
             if param.requires_grad:
                 param.add_(0.05 * torch.randn_like(param))
-    calls = lambda context: {0: " add(a=1, b=2)", 1: " add(a=2, b=22)" if "more" in context else None}.get(  # noqa: E731
-        outputs_seen(context))
+
+    def calls(context: str) -> str | None:  # two calls (the second task's longer), then free text
+        return {0: " add(a=1, b=2)", 1: " add(a=2, b=22)" if "more" in context else None}.get(outputs_seen(context))
+
     with scripted(module.tokenizer, calls):
         scored = module.make_episodes({"tasks": [0, 0, 1, 1], "prompt_format": "codellama"})
     mask = scored.rollout.response_mask.bool()
@@ -238,7 +240,8 @@ def test_finished_episodes_leave_the_batch(tiny):
             return real(*args, **kwargs)
         return generate
 
-    hi_or_add = lambda c: " Hi." if "Say hi" in c else reply_text("codellama", [RIGHT, RIGHT, ANSWER][outputs_seen(c)])  # noqa: E731
+    def hi_or_add(context: str) -> str:
+        return " Hi." if "Say hi" in context else reply_text("codellama", [RIGHT, RIGHT, ANSWER][outputs_seen(context)])
     model, tokenizer = tiny
     with scripted(tokenizer, hi_or_add):
         with mock.patch.object(episodes_module, "generate", counting(episodes_module.generate)):

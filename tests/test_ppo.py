@@ -604,7 +604,8 @@ def test_killed_run_resumes_with_the_same_later_losses(estimator, episodes, tmp_
     episodes (tool outputs between sampled turns, MAE in RL)."""
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    script, chosen = str(SCRIPTS / "ppo_resume.py"), ["--estimator", estimator] + (["--environment"] if episodes else [])
+    script = str(SCRIPTS / "ppo_resume.py")
+    chosen = ["--estimator", estimator] + (["--environment"] if episodes else [])
     runs = [subprocess.Popen([sys.executable, script, str(straight), "--batches", "3", *chosen], cwd=REPO, env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True),
             subprocess.Popen([sys.executable, script, str(killed), "--batches", "3", "--kill_before", "2", *chosen],

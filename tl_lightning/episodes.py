@@ -276,37 +276,34 @@ def start_episode(env: Any, task: Any, tokenizer, prompt_format: str) -> Episode
     return episode
 
 
-def _assistant_message(text: str, calls: Sequence[ToolCall]) -> Message:
-    return Message("assistant", calls=tuple(calls)) if calls else Message("assistant", text)
-
-
 def tool_continuation(episode: Episode, text: str, calls: Sequence[ToolCall], outputs: Sequence[Result],
                       tokenizer, prompt_format: str) -> list[int]:
     """Record the turn and its outputs in ``episode.messages``; the ids of the text between the
     turn and the next generation prompt (``render_continuation``, encoded on its own). The turn is
-    rendered with its parsed calls where the format can write them, else as its text: the
-    continuation starts after the turn's end marker either way."""
-    tool_messages = [Message("tool", o.output, name=c.name) for c, o in zip(calls, outputs)]
+    rendered with its parsed calls, or as its text where the format cannot write them (a name the
+    python form cannot spell): the continuation starts after the turn's end marker either way."""
+    tool_messages = tuple(Message("tool", o.output, name=c.name) for c, o in zip(calls, outputs))
     turn = len(episode.messages)
-    for assistant in (_assistant_message(text, calls), _assistant_message(text, ())):
-        conversation = Trajectory(episode.task_id, episode.tools, (*episode.messages, assistant, *tool_messages))
-        try:
-            continuation = render_continuation(conversation, turn, prompt_format, tokenizer)
-        except ValueError:
-            if assistant.calls:  # a call the format cannot write (a name python cannot spell)
-                continue
-            raise
-        episode.messages = list(conversation.messages)
-        return list(tokenizer(continuation, add_special_tokens=False)["input_ids"])
-    raise AssertionError("unreachable")
+
+    def continuation(assistant: Message) -> str:
+        episode.messages = [*episode.messages[:turn], assistant, *tool_messages]
+        conversation = Trajectory(episode.task_id, episode.tools, tuple(episode.messages))
+        return render_continuation(conversation, turn, prompt_format, tokenizer)
+
+    try:
+        text_after = continuation(Message("assistant", calls=tuple(calls)))
+    except ValueError:
+        text_after = continuation(Message("assistant", text))
+    return list(tokenizer(text_after, add_special_tokens=False)["input_ids"])
 
 
 def play_turn(episode: Episode, env: Any, ids: Sequence[int], logprobs: Sequence[float], stop_ids: Sequence[int],
               tokenizer, prompt_format: str, options: EpisodeOptions, table: RewardTable | None) -> None:
     """One generated turn of ``episode``: record its tokens, score it, execute its calls and append
     the outputs (or end the episode: an answer, a cut turn, the budget, the environment)."""
-    text = TURN_END.cut(tokenizer.decode(list(ids)))
-    stopped = ids[-1] in stop_ids or TURN_END.end(tokenizer.decode(list(ids))) is not None
+    decoded = tokenizer.decode(list(ids))
+    text = TURN_END.cut(decoded)
+    stopped = ids[-1] in stop_ids or TURN_END.end(decoded) is not None
     start = len(episode.ids)
     episode.append(ids, True, logprobs)
     parsed = parse_calls(text)

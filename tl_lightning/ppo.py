@@ -398,7 +398,8 @@ class IRMPPOModule(pl.LightningModule):
                              f"got {type(environment).__name__}")
         self.table = RewardTable(**(reward_table or {}))
         self.environment = environment
-        self.episode_options = EpisodeOptions(**episodes) if isinstance(episodes, dict) else episodes or EpisodeOptions()
+        self.episode_options = (EpisodeOptions(**episodes) if isinstance(episodes, dict)
+                                else episodes or EpisodeOptions())
         # Dicts, not dataclasses, in hparams: checkpoints are read with torch.load(weights_only=True).
         # The environment is not in them (an object; the CLI's config.yaml records it).
         self.save_hyperparameters(ignore=["lora", "critic_lora", "environment", "episodes"])
@@ -638,7 +639,7 @@ class IRMPPOModule(pl.LightningModule):
 
     @torch.no_grad()
     def make_episodes(self, batch: dict[str, Any], sample: bool | None = None) -> ScoredRollout:
-        """Episodes of the actor in the environment, one per row of an ``stage="env"`` batch (its
+        """Episodes of the actor in the environment, one per row of a ``stage="env"`` batch (its
         ``tasks`` indices and ``prompt_format``), sampled per ``do_sample`` unless ``sample`` says
         otherwise, as a ``ScoredRollout`` on this device. A sampled episode's seed comes from its
         task index, the run seed, the global step and its index in its group (then the turn)."""
@@ -812,7 +813,7 @@ class IRMPPOModule(pl.LightningModule):
         logged.update({f"reward/share_{c}": s for c, s in category_shares(categories).items()})
         logged.update({f"episodes/{k}": v for k, v in scored.stats.items()})
         if scored.rollout.logprobs is not None:
-            gap = (sampled_logp - scored.rollout.logprobs).abs()[mask.bool()]
+            gap = (sampled_logp - scored.rollout.logprobs).abs()[mask.bool() & ~scored.void[:, None]]
             logged["episodes/rollout_logprob_gap"] = gap.max().item() if gap.numel() else 0.0
         total = sum(self.phase_seconds.values())
         logged.update({f"time/{phase}_share": seconds / total for phase, seconds in self.phase_seconds.items()})
