@@ -18,7 +18,8 @@ after - before with its paired interval (``stats.paired_difference``, the same t
 reasons and the IRM categories of the call turns; the wall time of each phase.
 
 Run from the repository root: ``python -m benchmarks.multi_turn_rl`` (about 25 minutes on 2 CPU
-cores with the defaults); ``--quick``: tiny-llama and ``configs/demo/irm_env_tiny.yaml``, a few
+cores with the defaults; ``--set model.episodes.mae=true`` for MAE in RL, ``--set`` any other
+recipe key the same way); ``--quick``: tiny-llama and ``configs/demo/irm_env_tiny.yaml``, a few
 tasks, seconds (the random model solves nothing: it checks the plumbing).
 """
 
@@ -47,8 +48,9 @@ def evaluate(model, tokenizer, env: SyntheticWorldEnv, recipe: dict[str, Any], b
                              max_new_tokens=init["max_new_tokens"], batch_size=batch_size)
 
 
-def train(config: Path, model: str, minutes: float, root: Path, batches: int | None):
-    """The RL run of ``config`` from ``model``; the fitted module."""
+def train(config: Path, model: str, minutes: float, root: Path, batches: int | None, settings: Sequence[str]):
+    """The RL run of ``config`` from ``model`` (``settings``: ``key=value`` overrides of the
+    recipe); the fitted module."""
     from tl_lightning.cli import main
 
     total = round(minutes * 60)
@@ -57,7 +59,7 @@ def train(config: Path, model: str, minutes: float, root: Path, batches: int | N
             f"--trainer.max_time={budget}", "--trainer.enable_progress_bar=false"]
     if batches is not None:
         args.append(f"--trainer.limit_train_batches={batches}")
-    return main(args).model
+    return main(args + [f"--{setting}" for setting in settings]).model
 
 
 def interval_text(figure: dict[str, Any] | None, unit: str = "") -> str:
@@ -76,6 +78,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--rl-batches", type=int, default=None, help="rollout batches (default: the config's)")
     parser.add_argument("--batch-size", type=int, default=8, help="episodes run side by side in evaluation")
     parser.add_argument("--root", default="runs/multi_turn_rl", help="the RL run's folder")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override the recipe, e.g. --set model.episodes.mae=true (repeatable)")
     parser.add_argument("--quick", action="store_true", help="tiny-llama, the tiny recipe, 4 tasks")
     args = parser.parse_args(argv)
     if args.quick:
@@ -95,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     del model
 
     started = time.perf_counter()
-    module = train(Path(args.config), args.model, args.rl_minutes, Path(args.root), args.rl_batches)
+    module = train(Path(args.config), args.model, args.rl_minutes, Path(args.root), args.rl_batches, args.set)
     seconds["rl"] = time.perf_counter() - started
 
     started = time.perf_counter()
@@ -115,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     strip = lambda r: {k: v for k, v in r.items() if k != "episodes"}  # noqa: E731
     return emit_json("multi_turn_rl", {
         "model": args.model, "config": args.config, "tasks": args.tasks, "seed": args.seed,
-        "rl_minutes": args.rl_minutes, "rl_steps": int(module.trainer.global_step),
+        "rl_minutes": args.rl_minutes, "settings": args.set, "rl_steps": int(module.trainer.global_step),
         "before": strip(before), "after": strip(after), "success_difference": difference.to_dict(),
         "seconds": {k: round(v, 1) for k, v in seconds.items()}})
 
