@@ -275,13 +275,15 @@ class Fragile(FunctionEnv):
     def step(self, calls):
         if "step" in self.task.messages[-1].content:
             raise ConnectionError("backend down")
-        return super().step(calls)
+        outputs, done, info = super().step(calls)
+        return ([42] if "number" in self.task.messages[-1].content else outputs), done, info
 
 
 def test_a_failing_environment_voids_its_episode_only(tiny, caplog):
-    env = Fragile([add], ["Add 1 and 2.", "Break in reset.", "Break in step."])
+    env = Fragile([add], ["Add 1 and 2.", "Break in reset.", "Break in step.", "Answer a number."])
     with caplog.at_level(logging.WARNING, logger="tl_lightning.episodes"):
-        fine, at_reset, at_step = episodes_of(tiny, env, env.tasks, turns=[RIGHT, ANSWER])
+        fine, at_reset, at_step, malformed = episodes_of(tiny, env, env.tasks, turns=[RIGHT, ANSWER])
+    assert malformed.void and malformed.error.startswith("step: ValueError: step gave [42] for 1 calls")
     assert fine.solved and fine.end == "answer" and not fine.void  # no gold steps, no expected answer: any answer
     assert at_reset.void and at_reset.error == "reset: RuntimeError: no such account" and at_reset.ids == []
     assert at_step.void and at_step.error == "step: ConnectionError: backend down" and len(at_step.turns) == 1

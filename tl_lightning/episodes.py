@@ -52,8 +52,8 @@ of the policy loss, as MAE leaves failed turns out of SFT targets; they stay in 
 later turns, their rewards still count, the critic still learns their values. Without it, a failed
 call in an episode that recovers and succeeds shares the episode's positive advantage.
 
-Faults: a reset, step, gold or outcome that raises, or outputs that do not match the calls, end
-that episode (``end == "env_error"``, the reason logged and kept in ``Episode.error``); the
+Faults: a reset, step, gold or outcome that raises, or outputs that are not one ``Result`` with a
+text output per call, end that episode (``end == "env_error"``, the reason logged and kept in ``Episode.error``); the
 episode is void: no gradient, and for the group estimators its reward is the mean of its group's
 other episodes (``void_neutral_rewards``), so it moves nobody's advantage. Tools that raise or hang
 are the environment's to report as error outputs (``environments.FunctionEnv``).
@@ -311,8 +311,8 @@ def play_turn(episode: Episode, env: Any, ids: Sequence[int], logprobs: Sequence
     try:
         gold = env.gold() if hasattr(env, "gold") else None
         outputs, done = ((), False) if not calls else env.step(calls)[:2]
-        if len(outputs) != len(calls):
-            raise ValueError(f"{len(outputs)} outputs for {len(calls)} calls")
+        if len(outputs) != len(calls) or not all(isinstance(getattr(o, "output", None), str) for o in outputs):
+            raise ValueError(f"step gave {outputs!r} for {len(calls)} calls: one world.Result (text output) per call")
     except Exception as error:  # noqa: BLE001 - an environment's failure ends its episode, not the run
         episode.turns.append(Turn(text, calls, (), None, start, len(episode.ids)))
         _env_failed(episode, "step", error)
