@@ -87,3 +87,14 @@ def test_memory_quick(capsys):
     pkt = figures["pkt"]
     assert pkt["lora"]["trainable_params"] < pkt["full"]["trainable_params"]
     assert pkt["full"]["peak_rss_mib"] > 0 and pkt["lora"]["peak_rss_mib"] > 0
+
+
+def test_multi_turn_rl_quick(capsys, tmp_path):
+    from benchmarks import multi_turn_rl
+
+    figures = multi_turn_rl.main(["--quick", "--root", str(tmp_path), "--set", "model.episodes.mae=true"])
+    assert last_json_line(capsys)["benchmark"] == "multi_turn_rl"
+    assert figures["tasks"] == 4 and figures["rl_steps"] == 1 and figures["settings"] == ["model.episodes.mae=true"]
+    for side in ("before", "after"):
+        assert figures[side]["tasks"] == 4 and 0 <= figures[side]["success"]["estimate"] <= 100
+    assert figures["success_difference"]["n"] == 4

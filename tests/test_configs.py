@@ -87,6 +87,8 @@ def test_generation_budget_holds_the_gold_answers(path, smollm2_tokenizer, reque
     from tl_lightning.data.datamodule import ToolUseDataModule, truncated_answers_warning
 
     raw = yaml.safe_load(path.read_text())
+    if raw["data"].get("stage") == "env":  # multi-turn: each gold step must fit one turn's budget
+        return check_turn_budget(raw, smollm2_tokenizer)
     data = dict(raw["data"], stage="eval" if raw["data"].get("stage", "sft") == "sft" else raw["data"]["stage"])
     if data.get("data_path"):  # ../shared/data/... relative to the repository
         data["data_path"] = str(request.getfixturevalue("shared_data") / data["data_path"].split("shared/data/")[1])
@@ -97,6 +99,22 @@ def test_generation_budget_holds_the_gold_answers(path, smollm2_tokenizer, reque
         dm.setup("fit")
         lengths = [p.answer_length for p in dm.train_items + dm.val_items]
         assert truncated_answers_warning(lengths, raw["model"]["init_args"]["max_new_tokens"]) is None
+
+
+def check_turn_budget(raw: dict, tokenizer) -> None:
+    """An ``env`` recipe's ``max_new_tokens`` (per turn) fits 99% of the gold steps of its
+    environment's tasks, in its prompt format."""
+    from lightning.pytorch.cli import instantiate_class
+
+    from tl_lightning.data.datamodule import answer_length, truncated_answers_warning
+    from tl_lightning.data.records import Message, Trajectory
+
+    init = raw["model"]["init_args"]
+    env = instantiate_class((), init["environment"])
+    lengths = [answer_length(Trajectory(t.id, t.tools, t.messages + (Message("assistant", calls=step[0]),)),
+                             len(t.messages), tokenizer, raw["data"]["prompt_format"])
+               for t in env.tasks for step in t.steps]
+    assert lengths and truncated_answers_warning(lengths, init["max_new_tokens"]) is None
 
 
 def test_sbatch_requeues_resumes_and_its_arguments_parse(tmp_path):

@@ -162,3 +162,38 @@ def test_a_sampled_completion_does_not_depend_on_its_batch(tiny, smollm2_tokeniz
     assert int(batched.response_mask[1].sum()) == n
     other_seed = generate(tiny, tok, *left_padded(tok, [short]), seeds=[43], **kwargs)
     assert not torch.equal(other_seed.response_ids, alone.response_ids)
+
+
+class ForceToken:
+    """A constraint: every row writes ``token``."""
+
+    def __init__(self, token: int) -> None:
+        self.token = token
+
+    def __call__(self, input_ids, scores):
+        forced = torch.full_like(scores, float("-inf"))
+        forced[:, self.token] = 0.0
+        return forced
+
+
+@pytest.mark.slow
+def test_recorded_log_probs_are_the_raw_tempered_ones_whatever_the_constraint(tiny, smollm2_tokenizer):
+    """``logprobs=True`` records each token's log-prob under softmax(raw logits / temperature), before
+    the constraint (``logits_processors``) and the sampling noise: a forward pass over the finished
+    sequences gives the same values."""
+    tok = smollm2_tokenizer
+    ids, mask = left_padded(tok, [tok("User: hi\nAssistant:")["input_ids"],
+                                  tok("User: weather in Paris today?\nAssistant:")["input_ids"]])
+    sampled = generate(tiny, tok, ids, mask, max_new_tokens=5, do_sample=True, temperature=0.7, seeds=[1, 2],
+                       logprobs=True)
+    forced = generate(tiny, tok, ids, mask, max_new_tokens=4, logprobs=True, logits_processors=[ForceToken(42)])
+    assert (forced.response_ids == 42).all()
+    for rollout, temperature in ((sampled, 0.7), (forced, 1.0)):
+        P, R = rollout.prompt_length, rollout.response_mask.shape[1]
+        with torch.no_grad():
+            logits = tiny(input_ids=rollout.sequences, attention_mask=rollout.attention_mask,
+                          position_ids=rollout.position_ids).logits[:, P - 1:P + R - 1]
+        expected = torch.log_softmax(logits / temperature, -1).gather(-1, rollout.response_ids[..., None])[..., 0]
+        keep = rollout.response_mask.bool()
+        torch.testing.assert_close(rollout.logprobs[keep], expected[keep], rtol=0, atol=1e-5)
+    assert generate(tiny, tok, ids, mask, max_new_tokens=2).logprobs is None

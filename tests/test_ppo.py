@@ -1,7 +1,9 @@
 """IRMPPOModule (tl_lightning/ppo.py): KL control, scoring, groups, rollouts on tiny-llama, a PPO
 step for each model layout, a step per group-relative estimator with its forward passes counted,
-the QLoRA generate-then-train trap, starting from a PKTModule checkpoint, the tiny recipes through
-the CLI, and (as subprocess scripts) resume after SIGKILL and FSDP2 on 2 gloo processes."""
+the QLoRA generate-then-train trap, starting from a PKTModule checkpoint, multi-turn episodes in
+an environment with every estimator (MAE in RL on and off), the tiny recipes through the CLI, and
+(as subprocess scripts) resume after SIGKILL, single-turn and multi-turn, and FSDP2 on 2 gloo
+processes."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import os
 import subprocess
 import sys
 import warnings
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from unittest import mock
 
@@ -38,7 +40,8 @@ from tl_lightning.reward import CATEGORIES
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "tests" / "scripts"
 sys.path.insert(0, str(SCRIPTS))
-from varied_rewards import varied_rewards  # noqa: E402
+from scripted_policy import add, failed_call_then_fix, scripted  # noqa: E402
+from varied_rewards import varied_episode_rewards, varied_rewards  # noqa: E402
 LORA = LoraOptions(r=4, alpha=8, dropout=0.0)
 WEATHER = ToolSpec("get_weather", "Current weather.", {"type": "object", "properties": {"city": {"type": "string"}},
                                                        "required": ["city"]})
@@ -442,6 +445,76 @@ def test_qlora_adapters_get_gradients_after_generate(rl_batches):
         assert grads and all(g is not None and g.abs().sum() > 0 for g in grads), adapter
 
 
+# ----------------------------------------------------------------------------- multi-turn environments
+
+
+def test_environment_options_are_clear_errors_and_hparams_stay_plain():
+    from tl_lightning.environments import FunctionEnv
+    from tl_lightning.episodes import EpisodeOptions
+
+    with pytest.raises(ValueError, match="reset"):
+        tiny_module(environment=object())
+    with pytest.raises(ValueError, match="reward_mode"):
+        tiny_module(episodes={"reward_mode": "sparse"})
+    module = tiny_module(environment=FunctionEnv([add], ["Add 1 and 2."]), episodes={"max_turns": 2})
+    assert module.episode_options == EpisodeOptions(max_turns=2)
+    assert "environment" not in module.hparams and module.hparams.episodes["max_turns"] == 2
+    assert module.loss_budget == 2 * module.hparams.max_new_tokens
+
+
+def env_module(**kwargs) -> IRMPPOModule:
+    from tl_lightning.environments import FunctionEnv
+    from tl_lightning.episodes import EpisodeOptions
+
+    env = FunctionEnv([add], [f"Add {i} and 2." for i in range(4)])
+    options = kwargs.pop("episodes", EpisodeOptions(max_turns=3, max_episode_tokens=128))
+    return tiny_module(environment=env, episodes=options, max_new_tokens=16, do_sample=True, temperature=1.0,
+                       **kwargs)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("estimator,mae", [("gae", False), ("gae", True), ("grpo", True), ("dr_grpo", False),
+                                           ("rloo", False), ("reinforce_pp_baseline", True)])
+def test_every_estimator_trains_on_multi_turn_episodes(estimator, mae, tmp_path):
+    """Episodes (a scripted failing call, its fix, then the model's own text) on ``stage="env"``
+    batches, the DataModule connected to the module by the Trainer: every estimator updates the
+    actor; MAE in RL leaves the failed turn out of the policy loss; rollout and update log-probs
+    agree."""
+    from tl_lightning.data.datamodule import ToolUseDataModule
+    from tl_lightning.episodes import EpisodeOptions
+
+    group = estimator != "gae"
+    module = env_module(advantage_estimator=estimator, num_generations=2 if group else 1, kl_coef=0.1,
+                        episodes=EpisodeOptions(max_turns=3, max_episode_tokens=128, mae=mae, reward_mode="per_turn"))
+    module.configure_model()
+    before = _snapshot(module.actor.named_parameters())
+    data = ToolUseDataModule(stage="env", batch_size=2, val_fraction=0.0, prompt_format="codellama")
+    trainer = quiet_trainer(tmp_path)
+    with scripted(module.tokenizer, failed_call_then_fix), varied_episode_rewards() if group else nullcontext():
+        trainer.fit(module, datamodule=data)
+    assert data.environment is module.environment and data.report["train_items"] == 4
+    changed = _changed(before, module.actor.named_parameters())
+    assert any(".default." in n for n in changed)
+    metrics = trainer.callback_metrics
+    assert metrics["episodes/turns"] == 3 and metrics["episodes/calls"] == 2
+    assert metrics["episodes/failed_call_share"] == 0.5
+    assert (metrics["episodes/policy_token_share"] < 1) == mae
+    assert metrics["episodes/rollout_logprob_gap"] < 1e-4
+    for name in ("reward/mean", "ppo/policy_loss", "ppo/kl", "ppo/advantage_std", "reward/share_exact"):
+        assert torch.isfinite(metrics[name]), name
+
+
+@pytest.mark.slow
+def test_validation_runs_greedy_episodes(tmp_path):
+    from tl_lightning.data.datamodule import ToolUseDataModule
+
+    module = env_module(advantage_estimator="grpo", num_generations=2, kl_coef=0.0)
+    data = ToolUseDataModule(stage="env", batch_size=2, val_fraction=0.5, prompt_format="codellama")
+    with scripted(module.tokenizer, failed_call_then_fix), varied_episode_rewards():
+        quiet_trainer(tmp_path).validate(module, datamodule=data)
+    assert data.report == {"tasks": 4, "train_items": 2, "val_items": 2}
+
+
 @pytest.mark.slow
 def test_init_from_a_pkt_checkpoint(tmp_path):
     """``init_checkpoint``: the PKT model (LoRA merged) is what the actor and reference start from."""
@@ -500,18 +573,39 @@ def test_cli_fits_the_tiny_grpo_recipe_without_a_critic(tmp_path):
     assert "val/reward" in cli.trainer.callback_metrics and "reward/group_std" in cli.trainer.callback_metrics
 
 
+@pytest.mark.slow
+def test_cli_fits_the_tiny_environment_recipe(tmp_path):
+    from tl_lightning.cli import main
+    from tl_lightning.environments import SyntheticWorldEnv
+
+    cli = main(["fit", "--config", str(REPO / "configs" / "demo" / "irm_env_tiny.yaml"),
+                f"--trainer.default_root_dir={tmp_path}", "--trainer.limit_train_batches=1",
+                "--trainer.enable_progress_bar=false", "--model.max_new_tokens=4", "--model.environment.n=8",
+                "--model.episodes.max_turns=2"])
+    module = cli.model
+    assert isinstance(module.environment, SyntheticWorldEnv) and len(module.environment.tasks) == 8
+    assert cli.datamodule.environment is module.environment and module.episode_options.max_turns == 2
+    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["hyper_parameters"]["episodes"]["max_turns"] == 2
+    for name in ("val/reward", "val/success", "episodes/turns", "episodes/end_cut"):
+        assert name in cli.trainer.callback_metrics, name
+
+
 # ----------------------------------------------------------------------------- subprocess scripts
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("estimator", ["gae", "grpo"])
-def test_killed_run_resumes_with_the_same_later_losses(estimator, tmp_path):
+@pytest.mark.parametrize("estimator,episodes", [("gae", False), ("grpo", False), ("gae", True), ("grpo", True)],
+                         ids=["gae", "grpo", "gae-episodes", "grpo-episodes"])
+def test_killed_run_resumes_with_the_same_later_losses(estimator, episodes, tmp_path):
     """Sampled rollouts, adaptive KL (GRPO: groups of 2, the KL in the loss, minibatches of one
     group): after SIGKILL before batch 2 and a resume from last.ckpt, batch 2 sees the same
-    prompts and gives the same losses as in an uninterrupted run."""
+    prompts (tasks) and gives the same losses as in an uninterrupted run; also for multi-turn
+    episodes (tool outputs between sampled turns, MAE in RL)."""
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    script, chosen = str(SCRIPTS / "ppo_resume.py"), ["--estimator", estimator]
+    script = str(SCRIPTS / "ppo_resume.py")
+    chosen = ["--estimator", estimator] + (["--environment"] if episodes else [])
     runs = [subprocess.Popen([sys.executable, script, str(straight), "--batches", "3", *chosen], cwd=REPO, env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True),
             subprocess.Popen([sys.executable, script, str(killed), "--batches", "3", "--kill_before", "2", *chosen],

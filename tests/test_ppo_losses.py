@@ -22,15 +22,19 @@ from tl_lightning.losses import (
     grpo_advantages,
     k3_kl,
     kl_penalized_rewards,
+    kl_penalty,
+    masked_gae_advantages,
     masked_mean,
     masked_var,
     masked_whiten,
+    pack_masked,
     ppo_value_loss,
     reinforce_pp_baseline_advantages,
     rloo_advantages,
     tempered_logits,
     terminal_rewards,
     token_entropy,
+    unpack_masked,
 )
 
 # ----------------------------------------------------------------------------- hand-computed
@@ -102,6 +106,40 @@ def test_gae_by_hand():
     e1 = 0.5 * 0.5 - 0.25 + 0.5 * e2
     e0 = 0.5 * 0.25 - 0.5 + 0.5 * e1
     torch.testing.assert_close(adv_g, torch.tensor([[e0, e1, e2, 0.0]]))
+
+
+def test_kl_penalty_is_the_per_token_part_of_the_kl_penalized_rewards():
+    logp, ref = torch.tensor([[-1.0, -2.0, -3.0]]), torch.tensor([[-1.5, -1.0, -3.0]])
+    mask = torch.tensor([[1, 1, 0]])
+    torch.testing.assert_close(kl_penalty(logp, ref, mask, 0.5), torch.tensor([[-0.25, 0.5, 0.0]]))
+    torch.testing.assert_close(kl_penalized_rewards(logp, ref, torch.tensor([2.0]), mask, 0.5),
+                               kl_penalty(logp, ref, mask, 0.5) + terminal_rewards(torch.tensor([2.0]), mask))
+
+
+def test_pack_masked_moves_the_masked_tokens_to_the_front_and_back():
+    values = torch.tensor([[1.0, 2.0, 3.0, 4.0, 5.0], [6.0, 7.0, 8.0, 9.0, 10.0]])
+    mask = torch.tensor([[1, 0, 0, 1, 1], [0, 1, 0, 0, 0]])  # holes: a multi-turn response's tool outputs
+    packed, packed_mask = pack_masked(values, mask)
+    torch.testing.assert_close(packed, torch.tensor([[1.0, 4.0, 5.0], [7.0, 0.0, 0.0]]))
+    assert packed_mask.tolist() == [[1, 1, 1], [1, 0, 0]]
+    torch.testing.assert_close(unpack_masked(packed, mask), values * mask)
+
+
+def test_masked_gae_skips_the_holes_and_is_gae_without_them():
+    rewards = torch.tensor([[0.0, 9.0, 9.0, 0.0, 1.0]])  # rewards under the holes are never seen
+    values = torch.tensor([[0.5, 7.0, 7.0, 0.25, 0.5]])
+    holes = torch.tensor([[1, 0, 0, 1, 1]])
+    adv, ret = masked_gae_advantages(rewards, values, holes, gamma=1.0, lam=0.5)
+    contiguous = gae_advantages(torch.tensor([[0.0, 0.0, 1.0]]), torch.tensor([[0.5, 0.25, 0.5]]),
+                                torch.ones(1, 3), gamma=1.0, lam=0.5)
+    torch.testing.assert_close(adv[holes.bool()], contiguous[0].flatten())
+    torch.testing.assert_close(ret[holes.bool()], contiguous[1].flatten())
+    assert adv[0, 1:3].abs().sum() == 0 and ret[0, 1:3].abs().sum() == 0
+    prefix = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 0, 0, 0]])  # no holes: exactly gae_advantages
+    two_rewards, two_values = torch.randn(2, 5), torch.randn(2, 5)
+    for got, want in zip(masked_gae_advantages(two_rewards, two_values, prefix),
+                         gae_advantages(two_rewards, two_values, prefix)):
+        assert torch.equal(got, want)
 
 
 def test_policy_loss_clips_ratio_by_the_sign_of_the_advantage():

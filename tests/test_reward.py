@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tl_lightning.calls import STYLES, format_call, parse_call
+from tl_lightning.calls import STYLES, format_call, parse_call, parse_calls
 from tl_lightning.data.records import DataError, Message, ToolCall, ToolSpec
 from tl_lightning.reward import (
     CATEGORIES,
@@ -84,6 +84,13 @@ def test_every_rendering_scores_the_same(style):
         call = parse_call(prediction)
         assert classify_call(format_call(call, style), GOLD, TOOLS) == category
         assert classify_call(call, GOLD, TOOLS) == category  # a ToolCall directly
+        assert classify_call([call], GOLD, TOOLS) == category  # a turn's parsed calls
+
+
+def test_a_turns_parsed_calls_score_like_its_text():
+    text = 'get_weather(city="Paris", days=3)\nget_weather(city="Rome", days=3)'  # the gold call, one more
+    assert classify_call(parse_calls(text), GOLD, TOOLS) == classify_call(text, GOLD, TOOLS) == "redundant_or_missing"
+    assert classify_call([], GOLD, TOOLS) == "unparsable_or_unknown_tool"  # no call at all
 
 
 def test_configurable_values():

@@ -13,6 +13,8 @@ way) and whose data is ``ToolUseDataModule``. It adds to Lightning's defaults:
 - the model's tokenizer and recorded prompt format (``recorded_prompt_format``: how the model was
   trained to be prompted) handed to the DataModule (``connect``) before every run, so the data is
   always tokenized for the model being trained, in its format unless the config names another;
+  and the RL module's multi-turn environment (``--model.environment``), whose tasks the
+  ``stage: env`` DataModule hands out;
 - ``--optimizer`` / ``--lr_scheduler`` (any torch optimizer / scheduler) replace the module's
   default AdamW + warmup-cosine; they are built lazily, after the model is loaded;
 - ``seed_everything: 0`` by default, for reproducible runs.
@@ -75,7 +77,8 @@ class TLLightningCLI(LightningCLI):
     def _connect_model(self) -> None:
         tokenizer = getattr(self.model, "tokenizer", None)
         if tokenizer is not None and self.datamodule is not None and hasattr(self.datamodule, "connect"):
-            self.datamodule.connect(tokenizer, getattr(self.model, "recorded_prompt_format", None))
+            self.datamodule.connect(tokenizer, getattr(self.model, "recorded_prompt_format", None),
+                                    getattr(self.model, "environment", None))
 
     before_fit = before_validate = before_test = before_predict = _connect_model
 

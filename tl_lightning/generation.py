@@ -14,6 +14,9 @@ evaluation (``evaluate run``, ``ToolCallEvaluator``) and ``PKTModule.predict_ste
   passes over the rollout see what generation saw.
 - ``synced`` keeps every process stepping until all are done: FSDP needs all ranks in each
   forward (their parameter all-gathers), however early one rank's rows stop.
+- ``logprobs=True`` records each generated token's log-prob under ``softmax(logits / temperature)``
+  of the raw logits (before any constraint or the sampling noise): the values a forward pass over
+  the finished sequence gives (multi-turn rollouts check their token layout against them).
 """
 
 from __future__ import annotations
@@ -144,6 +147,33 @@ class GumbelSampling:
         return z - torch.log(-torch.log(uniform.clamp(min=tiny)))
 
 
+class LogprobRecorder:
+    """A logits processor that records the log-prob of each generated token under
+    ``softmax(scores / temperature)`` of the scores it sees (put it first: the raw logits). Step t's
+    token is only known at step t + 1 (or, for the last one, from the final sequences), so it keeps
+    one (B, V) row of log-probs pending and a (B,) value per finished step."""
+
+    def __init__(self, temperature: float) -> None:
+        self.temperature = temperature
+        self.steps: list[torch.Tensor] = []
+        self._pending: torch.Tensor | None = None
+
+    def _gather(self, tokens: torch.Tensor) -> None:
+        if self._pending is not None:
+            self.steps.append(self._pending.gather(1, tokens[:, None]).squeeze(1))
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> torch.Tensor:
+        self._gather(input_ids[:, -1])
+        self._pending = torch.log_softmax(scores.float() / self.temperature, dim=-1)
+        return scores
+
+    def logprobs(self, response: torch.Tensor) -> torch.Tensor:
+        """(B, R) log-probs of the generated ``response`` (B, R) tokens."""
+        self._gather(response[:, -1])
+        self._pending = None
+        return torch.stack(self.steps, 1) if self.steps else response.new_zeros(response.shape, dtype=torch.float32)
+
+
 @dataclass
 class Rollout:
     """Prompts with their generated responses.
@@ -151,7 +181,12 @@ class Rollout:
     ``sequences`` (B, P + R): the LEFT-padded prompt, then the response, right-padded after its
     stop; ``attention_mask`` / ``position_ids`` (B, P + R) for forward passes that match the
     generation; ``response_mask`` (B, R): 1 on the response up to and including its stop token;
-    ``texts``: the decoded responses cut where their ``StopRule`` ends the answer.
+    ``texts``: the decoded responses cut where their ``StopRule`` ends the answer; ``logprobs``
+    (B, R): with ``generate(logprobs=True)``, each response token's log-prob as generation saw it.
+
+    A multi-turn rollout (``episodes.py``) has the same layout: the response is everything after
+    the first prompt, generated turns and the tool outputs between them, and ``response_mask`` is 1
+    on the generated tokens only (holes at the tool outputs).
     """
 
     sequences: torch.Tensor
@@ -160,23 +195,31 @@ class Rollout:
     response_mask: torch.Tensor
     texts: list[str]
     prompt_length: int
+    logprobs: torch.Tensor | None = None
 
     @property
     def response_ids(self) -> torch.Tensor:
         """(B, R) generated token ids."""
         return self.sequences[:, self.prompt_length:]
 
+    def to(self, device: torch.device | str) -> "Rollout":
+        """The rollout with its tensors on ``device``."""
+        return Rollout(self.sequences.to(device), self.attention_mask.to(device), self.position_ids.to(device),
+                       self.response_mask.to(device), self.texts, self.prompt_length,
+                       None if self.logprobs is None else self.logprobs.to(device))
+
     def rows(self, index: torch.Tensor) -> "Rollout":
         """The rollouts of the rows in ``index`` (1-D LongTensor)."""
         return Rollout(self.sequences[index], self.attention_mask[index], self.position_ids[index],
-                       self.response_mask[index], [self.texts[i] for i in index.tolist()], self.prompt_length)
+                       self.response_mask[index], [self.texts[i] for i in index.tolist()], self.prompt_length,
+                       None if self.logprobs is None else self.logprobs[index])
 
 
 @torch.no_grad()
 def generate(model, tokenizer, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, max_new_tokens: int,
              do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0,
              stop: StopRule | Sequence[StopRule] = StopRule(), seeds: Sequence[int] | None = None,
-             synced: bool = False) -> Rollout:
+             synced: bool = False, logprobs: bool = False, logits_processors: Sequence[Any] = ()) -> Rollout:
     """Batched generation with the KV cache from LEFT-padded prompts input_ids / attention_mask (B, P).
 
     Args:
@@ -185,6 +228,10 @@ def generate(model, tokenizer, input_ids: torch.Tensor, attention_mask: torch.Te
         stop: one ``StopRule`` for every row, or one per row.
         seeds: B sampling seeds (``sampling_seed``); None draws them from torch's global RNG.
         synced: keep stepping until every process is done (FSDP).
+        logprobs: record ``Rollout.logprobs`` (``LogprobRecorder``, at the sampling temperature;
+            1 when greedy).
+        logits_processors: transformers logits processors applied after the recorder, before the
+            sampling (constrained decoding: a grammar, a forced prefix).
     The model runs in eval mode (KV cache on, gradient checkpointing and dropout off) and gets its
     mode back afterwards.
     """
@@ -198,7 +245,9 @@ def generate(model, tokenizer, input_ids: torch.Tensor, attention_mask: torch.Te
         raise ValueError(f"{len(rules)} stop rules for {B} prompts")
     stop_ids = stop_token_ids(tokenizer, model)
     stopper = StopCriteria(tokenizer, P, rules, stop_ids)
-    processors = LogitsProcessorList()
+    recorder = LogprobRecorder(temperature if do_sample else 1.0) if logprobs else None
+    processors = LogitsProcessorList([recorder] if recorder is not None else [])
+    processors.extend(logits_processors)
     if do_sample:
         if seeds is None:
             seeds = torch.randint(0, 2**62, (B,)).tolist()
@@ -223,4 +272,5 @@ def generate(model, tokenizer, input_ids: torch.Tensor, attention_mask: torch.Te
     position_ids = (full_mask.cumsum(1) - 1).clamp(min=0)
     texts = [rule.cut(tokenizer.decode(response[b, :n].tolist()))
              for b, (rule, n) in enumerate(zip(rules, lengths.tolist()))]
-    return Rollout(sequences, full_mask, position_ids, response_mask, texts, P)
+    return Rollout(sequences, full_mask, position_ids, response_mask, texts, P,
+                   None if recorder is None else recorder.logprobs(response))

@@ -209,8 +209,13 @@ def kl_penalized_rewards(
     a row this is the sequence reward the group-relative estimators take: the clipped score minus
     ``kl_coef`` times the row's ``approx_kl`` (verl's GRPO with the KL in the reward does the same).
     """
-    penalty = -kl_coef * (logp - ref_logp) * mask.to(logp.dtype)
-    return penalty + terminal_rewards(score, mask, clip_score).to(logp.dtype)
+    return kl_penalty(logp, ref_logp, mask, kl_coef) + terminal_rewards(score, mask, clip_score).to(logp.dtype)
+
+
+def kl_penalty(logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tensor, kl_coef: float) -> torch.Tensor:
+    """The per-token KL reward ``-kl_coef * (logp - ref_logp)`` on the masked tokens, 0 elsewhere.
+    logp, ref_logp, mask: (B, R) -> (B, R)."""
+    return -kl_coef * (logp - ref_logp) * mask.to(logp.dtype)
 
 
 @torch.no_grad()
@@ -242,6 +247,46 @@ def gae_advantages(
         following = delta + gamma * lam * following
         advantages[:, t] = following
     return advantages * maskf, (advantages + values) * maskf
+
+
+def pack_masked(values: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The masked entries of each row moved to its front, in order: values, mask (B, R) ->
+    (packed (B, A), packed mask (B, A), ones then zeros) with A the most masked entries of a row.
+    A multi-turn response has holes (the tool outputs); packed, its generated tokens are one
+    contiguous response, as the per-sequence functions here expect."""
+    maskb = mask.bool()
+    counts = maskb.sum(1)
+    width = int(counts.max()) if counts.numel() else 0
+    packed_mask = torch.arange(width, device=mask.device)[None, :] < counts[:, None]
+    packed = values.new_zeros((values.shape[0], width))
+    packed[packed_mask] = values[maskb]
+    return packed, packed_mask.to(mask.dtype)
+
+
+def unpack_masked(packed: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The inverse of ``pack_masked``: packed (B, A) back to where ``mask`` (B, R) is non-zero, 0
+    elsewhere -> (B, R)."""
+    maskb = mask.bool()
+    out = packed.new_zeros(mask.shape)
+    out[maskb] = packed[torch.arange(packed.shape[1], device=mask.device)[None, :] < maskb.sum(1)[:, None]]
+    return out
+
+
+def masked_gae_advantages(
+    rewards: torch.Tensor,
+    values: torch.Tensor,
+    mask: torch.Tensor,
+    gamma: float = 1.0,
+    lam: float = 0.95,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``gae_advantages`` over the masked tokens only: a multi-turn response's tool outputs
+    (holes in ``mask``) are skipped, so the token after a turn's last one is the next turn's first,
+    as in verl's multi-turn GAE. rewards, values, mask: (B, R) -> (advantages, returns) (B, R); on a
+    mask without holes, exactly ``gae_advantages``. Rewards placed on unmasked tokens are lost."""
+    packed_mask = pack_masked(mask, mask)[1]
+    advantages, returns = gae_advantages(pack_masked(rewards, mask)[0], pack_masked(values, mask)[0], packed_mask,
+                                         gamma, lam)
+    return unpack_masked(advantages, mask), unpack_masked(returns, mask)
 
 
 def clipped_policy_losses(

@@ -59,6 +59,16 @@ never straddles ranks; losses are divided by global counts and REINFORCE++ white
 ranks, and sampling seeds depend on the prompt, not the rank: N processes end with the weights of
 one process holding the global batch (tests/scripts/ppo_fsdp.py).
 
+Multi-turn episodes. With an ``environment`` (``environments.py``; the DataModule's
+``stage="env"`` batches hand out its task indices) each row of a rollout batch is an episode
+(``episodes.py``): the policy calls tools, reads their outputs and goes on until it answers. The
+response is everything after the first prompt; tool outputs are context (``response_mask`` 0 there),
+the IRM reward scores every call turn and the environment the outcome (``episodes`` options:
+turns, token budget, how the rewards reach the tokens, MAE in RL). PPO's GAE runs over the
+generated tokens only (``masked_gae_advantages``); the group estimators take each episode's summed
+reward. ``max_new_tokens`` bounds each turn; Dr. GRPO's constant is the episode's generated budget.
+Not under FSDP2 yet: synced generation would need every rank to run the same number of turns.
+
 Resume. Checkpoints hold the actor, the critic (``gae``), the optimizers (Lightning), the KL
 controller and the torch / python / numpy RNG states (here), and the data position (the
 DataModule's resumable loader), so a killed run resumed from ``last`` repeats an uninterrupted
@@ -82,6 +92,15 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 
 from tl_lightning.data.datamodule import truncated_answers_warning
+from tl_lightning.environments import Environment
+from tl_lightning.episodes import (
+    EpisodeOptions,
+    ScoredRollout,
+    episode_batch,
+    pad_id_of,
+    run_episodes,
+    void_neutral_rewards,
+)
 from tl_lightning.export import export_pkt_checkpoint, saved_prompt_format
 from tl_lightning.generation import Rollout, StopRule, generate, sampling_seed
 from tl_lightning.losses import (
@@ -90,11 +109,11 @@ from tl_lightning.losses import (
     approx_kl,
     clipped_policy_losses,
     dr_grpo_advantages,
-    gae_advantages,
     gather_logprobs,
     grpo_advantages,
     k3_kl,
-    kl_penalized_rewards,
+    kl_penalty,
+    masked_gae_advantages,
     masked_mean,
     masked_whiten,
     ppo_value_loss,
@@ -246,6 +265,17 @@ def _lora_from(value: LoraOptions | dict | None) -> LoraOptions | None:
     return LoraOptions(**value) if isinstance(value, dict) else value
 
 
+def single_turn_scored(rollout: Rollout, gold: Sequence[Any], tools: Sequence[Any], table: RewardTable,
+                       clip_score: float) -> ScoredRollout:
+    """A rollout of one answer per prompt as a ``ScoredRollout``: its IRM score (clipped) on the
+    last response token, every response token in the policy loss."""
+    scores, categories = score_responses(rollout.texts, gold, tools, table)
+    scores = scores.to(rollout.sequences.device)
+    mask = rollout.response_mask
+    return ScoredRollout(rollout, mask, terminal_rewards(scores, mask, clip_score), scores, categories,
+                         torch.zeros(mask.shape[0], dtype=torch.bool, device=mask.device))
+
+
 # ---------------------------------------------------------------------------------------------
 # the module
 
@@ -287,6 +317,10 @@ class IRMPPOModule(pl.LightningModule):
         max_new_tokens, do_sample, temperature, top_p: generation (greedy by default);
             ``max_new_tokens`` is also Dr. GRPO's loss constant.
         reward_table: category -> reward overrides of ``RewardTable`` (DESIGN §2 values).
+        environment: a multi-turn tool environment (``environments.Environment``, e.g.
+            ``SyntheticWorldEnv``): episodes instead of single answers, on ``stage="env"`` batches.
+        episodes: ``episodes.EpisodeOptions`` (turns, token budget, reward mode, outcome weight,
+            turn discount, MAE in RL) for ``environment``.
     """
 
     def __init__(
@@ -326,6 +360,8 @@ class IRMPPOModule(pl.LightningModule):
         temperature: float = 0.7,
         top_p: float = 1.0,
         reward_table: dict[str, float] | None = None,
+        environment: Environment | None = None,
+        episodes: EpisodeOptions | None = None,
     ) -> None:
         super().__init__()
         lora, critic_lora = _lora_from(lora), _lora_from(critic_lora)
@@ -357,9 +393,17 @@ class IRMPPOModule(pl.LightningModule):
             raise ValueError("a quantized critic copy cannot be trained fully: give critic_lora")
         if ppo_epochs < 1 or max_new_tokens < 1 or any(n is not None and n < 1 for n in (minibatch_size, microbatch_size)):
             raise ValueError("ppo_epochs, max_new_tokens, minibatch_size and microbatch_size must be >= 1")
+        if environment is not None and not isinstance(environment, Environment):
+            raise ValueError(f"environment must have tasks, reset() and step() (environments.Environment), "
+                             f"got {type(environment).__name__}")
         self.table = RewardTable(**(reward_table or {}))
+        self.environment = environment
+        self.episode_options = (EpisodeOptions(**episodes) if isinstance(episodes, dict)
+                                else episodes or EpisodeOptions())
         # Dicts, not dataclasses, in hparams: checkpoints are read with torch.load(weights_only=True).
-        self.save_hyperparameters(ignore=["lora", "critic_lora"])
+        # The environment is not in them (an object; the CLI's config.yaml records it).
+        self.save_hyperparameters(ignore=["lora", "critic_lora", "environment", "episodes"])
+        self.hparams["episodes"] = asdict(self.episode_options)
         self.hparams["lora"] = None if lora is None else asdict(lora)
         self.hparams["critic_lora"] = None if critic_lora is None else asdict(critic_lora)
         self.has_critic = has_critic
@@ -570,6 +614,13 @@ class IRMPPOModule(pl.LightningModule):
     def _synced_generation(self) -> bool:
         return self.device_mesh is not None and self.trainer.world_size > 1
 
+    @property
+    def loss_budget(self) -> int:
+        """The most tokens a row generates: Dr. GRPO's loss constant."""
+        if self.environment is None:
+            return self.hparams.max_new_tokens
+        return self.episode_options.generated_budget(self.hparams.max_new_tokens)
+
     @torch.no_grad()
     def make_rollout(self, batch: dict[str, Any], sample: bool | None = None) -> Rollout:
         """Responses of the actor to a batch of prompts, sampled per ``do_sample`` unless ``sample``
@@ -585,6 +636,40 @@ class IRMPPOModule(pl.LightningModule):
         return generate(self.actor, self.tokenizer, batch["input_ids"], batch["attention_mask"],
                         max_new_tokens=hp.max_new_tokens, do_sample=sample, temperature=hp.temperature,
                         top_p=hp.top_p, stop=ROLLOUT_STOP, seeds=seeds, synced=self._synced_generation())
+
+    @torch.no_grad()
+    def make_episodes(self, batch: dict[str, Any], sample: bool | None = None) -> ScoredRollout:
+        """Episodes of the actor in the environment, one per row of a ``stage="env"`` batch (its
+        ``tasks`` indices and ``prompt_format``), sampled per ``do_sample`` unless ``sample`` says
+        otherwise, as a ``ScoredRollout`` on this device. A sampled episode's seed comes from its
+        task index, the run seed, the global step and its index in its group (then the turn)."""
+        hp = self.hparams
+        if self._synced_generation():
+            raise NotImplementedError("multi-turn episodes under FSDP2 need every rank to run the same turns; "
+                                      "use DDP (strategy: ddp_find_unused_parameters_true)")
+        sample = hp.do_sample if sample is None else sample
+        seeds = [sampling_seed(int(task), hp.seed, self.global_step, row % hp.num_generations)
+                 for row, task in enumerate(batch["tasks"])] if sample else None
+        episodes = run_episodes(self.actor, self.tokenizer, self.environment,
+                                [self.environment.tasks[int(t)] for t in batch["tasks"]],
+                                prompt_format=batch["prompt_format"], options=self.episode_options,
+                                max_new_tokens=hp.max_new_tokens, do_sample=sample, temperature=hp.temperature,
+                                top_p=hp.top_p, seeds=seeds, table=self.table)
+        return episode_batch(episodes, pad_id_of(self.tokenizer), self.episode_options, self.table,
+                             hp.clip_score).to(self.device)
+
+    def scored_rollout(self, batch: dict[str, Any], clock: PhaseClock) -> ScoredRollout:
+        """The step's rollouts and rewards: an answer per row scored by the IRM reward, or with an
+        environment an episode per row (its tool calls executed between the turns)."""
+        if self.environment is not None:
+            scored = self.make_episodes(batch)
+            clock.lap("generation")
+        else:
+            rollout = self.make_rollout(batch)
+            clock.lap("generation")
+            scored = single_turn_scored(rollout, batch["gold"], batch["tools"], self.table, self.hparams.clip_score)
+        clock.lap("scoring")
+        return scored
 
     # ---- training
 
@@ -618,9 +703,11 @@ class IRMPPOModule(pl.LightningModule):
     def _divisor(self, mask: torch.Tensor, how: str) -> torch.Tensor:
         """What the loss sums of a minibatch with response ``mask`` are divided by
         (``aggregate_token_losses``): its count (tokens for a token mean, else sequences) over all
-        processes / their number, so the gradients the processes average are the global mean's."""
+        processes / their number, so the gradients the processes average are the global mean's.
+        At least 1 over all processes: a minibatch without loss tokens (MAE, void episodes) has a
+        zero loss, not 0 / 0."""
         local = mask.sum() if how == "token_mean" else mask.shape[0]
-        return self._sum_over_processes(local) / self.trainer.world_size
+        return self._sum_over_processes(local).clamp(min=1) / self.trainer.world_size
 
     def sequence_advantages(self, rewards: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """The group-relative advantage (B,) of each completion from its sequence reward (B,);
@@ -639,13 +726,10 @@ class IRMPPOModule(pl.LightningModule):
         hp = self.hparams
         clock = PhaseClock(self.device)
         batch = repeat_prompts(batch, hp.num_generations)
-        rollout = self.make_rollout(batch)
-        clock.lap("generation")
-        scores, categories = score_responses(rollout.texts, batch["gold"], batch["tools"], self.table)
-        scores = scores.to(self.device)
-        clock.lap("scoring")
-
-        mask = rollout.response_mask
+        scored = self.scored_rollout(batch, clock)
+        # mask: the generated tokens (rewards, advantages, the critic); policy_mask: those the
+        # policy loss covers (all of them for single answers; episodes: less MAE's and void ones)
+        rollout, mask, policy_mask = scored.rollout, scored.rollout.response_mask, scored.policy_mask
         minibatches = self._minibatches(mask.shape[0])
         kl_coef = self.kl_controller.value
         kl_in_reward = kl_coef != 0 and hp.kl_mode == "reward"
@@ -655,15 +739,16 @@ class IRMPPOModule(pl.LightningModule):
             # policy's, so no separate pass (unless the rewards need them first, for the KL).
             on_policy = hp.ppo_epochs == 1 and len(minibatches) == 1 and not kl_in_reward
             old_logp = None if on_policy else self.logprobs(self.actor, rollout)
-            token_rewards = (kl_penalized_rewards(old_logp, ref_logp, scores, mask, kl_coef, hp.clip_score)
-                             if kl_in_reward else terminal_rewards(scores, mask, hp.clip_score))
+            token_rewards = (scored.rewards + kl_penalty(old_logp, ref_logp, mask, kl_coef) if kl_in_reward
+                             else scored.rewards)
             if self.has_critic:
                 old_values = self.values(rollout)
-                advantages, returns = gae_advantages(token_rewards, old_values, mask, hp.gamma, hp.lam)
+                advantages, returns = masked_gae_advantages(token_rewards, old_values, mask, hp.gamma, hp.lam)
                 if hp.whiten_advantages:
                     advantages = masked_whiten(advantages, mask)
             else:
-                advantages = self.sequence_advantages(token_rewards.sum(1), mask.sum(1))[:, None] * mask
+                sequence_rewards = void_neutral_rewards(token_rewards.sum(1), scored.void, hp.num_generations)
+                advantages = self.sequence_advantages(sequence_rewards, policy_mask.sum(1))[:, None] * mask
         clock.lap("passes")
 
         optimizers = self.optimizers()
@@ -676,7 +761,7 @@ class IRMPPOModule(pl.LightningModule):
             stats["value_loss"] = []
 
         def policy_loss(rows: torch.Tensor, divisor: torch.Tensor) -> torch.Tensor:
-            part, part_mask = rollout.rows(rows), mask[rows]
+            part, part_mask = rollout.rows(rows), policy_mask[rows]
             logits = self.policy_logits(self.actor, part)
             logp = gather_logprobs(logits, part.response_ids)
             if on_policy:
@@ -687,7 +772,7 @@ class IRMPPOModule(pl.LightningModule):
                 losses = losses + kl_coef * k3_kl(logp, ref_logp[rows])
             stats["clip_fraction"].append(clip_fraction)
             stats["entropy"].append(masked_mean(token_entropy(logits.detach()), part_mask))
-            return aggregate_token_losses(losses, part_mask, self.loss_aggregation, hp.max_new_tokens, divisor)
+            return aggregate_token_losses(losses, part_mask, self.loss_aggregation, self.loss_budget, divisor)
 
         def value_loss(rows: torch.Tensor, divisor: torch.Tensor) -> torch.Tensor:
             return ppo_value_loss(self.values(rollout.rows(rows)), old_values[rows], returns[rows], mask[rows],
@@ -696,19 +781,20 @@ class IRMPPOModule(pl.LightningModule):
         for _ in range(hp.ppo_epochs):
             for rows in minibatches:
                 stats["policy_loss"].append(self._accumulated_step(
-                    actor_opt, rows, mask, self.loss_aggregation, policy_loss, "policy", batch_idx))
+                    actor_opt, rows, policy_mask, self.loss_aggregation, policy_loss, "policy", batch_idx))
                 if self.has_critic:
                     stats["value_loss"].append(self._accumulated_step(
                         critic_opt, rows, mask, "token_mean", value_loss, "value", batch_idx))
         clock.lap("updates")
         self.phase_seconds = clock.seconds
-        self._log_step(stats, scores, categories, advantages, mask, old_logp, ref_logp, kl_coef)
+        self._log_step(stats, scored, advantages, old_logp, ref_logp, kl_coef)
 
-    def _log_step(self, stats: dict[str, list[torch.Tensor]], scores: torch.Tensor, categories: list[str],
-                  advantages: torch.Tensor, mask: torch.Tensor, sampled_logp: torch.Tensor,
-                  ref_logp: torch.Tensor | None, kl_coef: float) -> None:
+    def _log_step(self, stats: dict[str, list[torch.Tensor]], scored: ScoredRollout, advantages: torch.Tensor,
+                  sampled_logp: torch.Tensor, ref_logp: torch.Tensor | None, kl_coef: float) -> None:
         """Log the step's losses, rewards (by category; within groups), advantages, KL (and step the
-        KL controller on the KL of all processes), response length and phase time shares."""
+        KL controller on the KL of all processes), response length, phase time shares and, for
+        episodes, their statistics and how far the rollout's log-probs are from the update's."""
+        scores, categories, mask = scored.scores, scored.categories, scored.rollout.response_mask
         B, G = mask.shape[0], self.hparams.num_generations
         rows = self._sum_over_processes(B)
         token_advantages = advantages[mask.bool()].float()
@@ -725,6 +811,10 @@ class IRMPPOModule(pl.LightningModule):
         if G > 1:
             logged.update({f"reward/{k}": v for k, v in group_reward_stats(scores, G).items()})
         logged.update({f"reward/share_{c}": s for c, s in category_shares(categories).items()})
+        logged.update({f"episodes/{k}": v for k, v in scored.stats.items()})
+        if scored.rollout.logprobs is not None:
+            gap = (sampled_logp - scored.rollout.logprobs).abs()[mask.bool() & ~scored.void[:, None]]
+            logged["episodes/rollout_logprob_gap"] = gap.max().item() if gap.numel() else 0.0
         total = sum(self.phase_seconds.values())
         logged.update({f"time/{phase}_share": seconds / total for phase, seconds in self.phase_seconds.items()})
         self.log_dict(logged, on_step=True, on_epoch=False, sync_dist=True, batch_size=B)
@@ -759,7 +849,16 @@ class IRMPPOModule(pl.LightningModule):
         self.manual_backward(loss)
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        """Greedy rollouts on held-out prompts: mean reward and category shares per epoch."""
+        """Greedy rollouts on held-out prompts (or greedy episodes on held-out tasks: their success
+        rate and calls too): mean reward and category shares per epoch."""
+        if self.environment is not None:
+            scored = self.make_episodes(batch, sample=False)
+            B = scored.scores.shape[0]
+            self.log("val/reward", scored.scores.mean().item(), on_epoch=True, sync_dist=True, batch_size=B,
+                     prog_bar=True)
+            for k in ("success", "calls", "turns"):
+                self.log(f"val/{k}", scored.stats[k], on_epoch=True, sync_dist=True, batch_size=B)
+            return
         rollout = self.make_rollout(batch, sample=False)
         scores, categories = score_responses(rollout.texts, batch["gold"], batch["tools"], self.table)
         B = len(categories)

@@ -19,8 +19,8 @@ Value comparison (after ``normalize_value``, i.e. as JSON sees values; ``values_
 - lists compare element-wise in order (with the schema's ``items``), objects key-set and
   value-wise (with the schema's ``properties``).
 
-Inputs: the prediction is generated text (all its calls, read with ``calls.parse_calls``) or a
-``ToolCall``. ``gold`` is a ``ToolCall``, a call text, or a list of acceptable alternatives; an
+Inputs: the prediction is generated text (all its calls, read with ``calls.parse_calls``), a
+``ToolCall`` or a sequence of them (a turn's calls, already parsed). ``gold`` is a ``ToolCall``, a call text, or a list of acceptable alternatives; an
 alternative is a call SET: a ``ToolCall``, a call text (all its calls) or a list of them (a
 ``Message.acceptable()`` entry). The best reward over the alternatives wins. An alternative with a
 part that cannot be matched (a text that does not parse, arguments that are not an object) is
@@ -162,10 +162,13 @@ def _tool_properties(tools: Iterable[ToolSpec | dict[str, Any]]) -> dict[str, di
     return by_name
 
 
-def _predicted_calls(prediction: str | ToolCall) -> list[ToolCall] | None:
+def _predicted_calls(prediction: str | ToolCall | Sequence[ToolCall]) -> list[ToolCall] | None:
     """The calls of a prediction, in order; None when it holds none."""
     if isinstance(prediction, ToolCall):
-        return [prediction] if isinstance(prediction.arguments, dict) else None
+        prediction = [prediction]
+    if not isinstance(prediction, str):
+        calls = list(prediction)
+        return calls if calls and all(isinstance(c.arguments, dict) for c in calls) else None
     calls = parse_calls(prediction)
     return None if isinstance(calls, ParseFailure) else calls
 
@@ -264,7 +267,7 @@ def _turn_categories(calls: list[ToolCall], gold_set: tuple[ToolCall, ...],
     return {_category_of(facts | surplus) for facts in _pairing_facts(pair_facts)}
 
 
-def classify_call(prediction: str | ToolCall, gold: Gold, tools: Iterable[ToolSpec | dict[str, Any]],
+def classify_call(prediction: str | ToolCall | Sequence[ToolCall], gold: Gold, tools: Iterable[ToolSpec | dict[str, Any]],
                   table: RewardTable | None = None) -> str:
     """The IRM category (one of ``CATEGORIES``) of ``prediction``: the best, under ``table``'s
     rewards, over the acceptable gold call sets. Never raises on any prediction text."""

@@ -443,3 +443,27 @@ def test_reads_several_files_and_reports_skipped_records(smollm2_tokenizer, tmp_
         _dm(smollm2_tokenizer, data_path=[str(tmp_path / "a.jsonl"), str(tmp_path / "b.jsonl")])
     dm = _dm(smollm2_tokenizer, data_path=[str(tmp_path / "a.jsonl"), str(tmp_path / "b.jsonl")], on_error="skip")
     assert dm.report["trajectories"] == 16 and dm.report["read_skipped"] == 1
+
+
+def test_env_stage_hands_out_the_environments_tasks(smollm2_tokenizer):
+    from tl_lightning.environments import SyntheticWorldEnv
+
+    env = SyntheticWorldEnv(n=10)
+    dm = ToolUseDataModule(stage="env", batch_size=3, val_fraction=0.2, prompt_format="chat_template")
+    dm.connect(smollm2_tokenizer, environment=env)
+    dm.setup("fit")
+    assert dm.report == {"tasks": 10, "train_items": 8, "val_items": 2}
+    batches = list(dm.train_dataloader())
+    tasks = [i for b in batches for i in b["tasks"]]
+    assert sorted(tasks + [i for b in dm.val_dataloader() for i in b["tasks"]]) == list(range(10))
+    assert sorted(len(b["tasks"]) for b in batches) == [2, 3, 3]  # batch order shuffled
+    for b in batches:
+        assert b.keys() == {"tasks", "ids", "prompt_format"} and b["prompt_format"] == "chat_template"
+        assert b["ids"] == [env.tasks[i].id for i in b["tasks"]]
+
+
+def test_env_stage_without_an_environment_is_a_clear_error(smollm2_tokenizer):
+    dm = ToolUseDataModule(stage="env")
+    dm.connect(smollm2_tokenizer)
+    with pytest.raises(DataError, match="environment"):
+        dm.setup("fit")

@@ -17,6 +17,7 @@ from tl_lightning.data.render import (
     OUTPUT_PREFIX,
     PROMPT_FORMATS,
     format_tools_codellama,
+    render_continuation,
     render_prompt,
     render_sample,
     template_support,
@@ -326,3 +327,24 @@ def test_bad_arguments_are_clear_errors(smollm2_tokenizer):
     no_template = with_template(smollm2_tokenizer, None)
     with pytest.raises(ValueError, match="chat template"):
         render_prompt(traj, 2, "chat_template", no_template)
+
+
+@pytest.mark.parametrize("prompt_format", PROMPT_FORMATS)
+def test_the_continuation_after_a_turn_joins_it_to_the_next_prompt(smollm2_tokenizer, prompt_format):
+    """The text after an assistant call turn up to the next generation prompt: its outputs, in the
+    format's tool-output role; appended to the text through the turn, it is the next prompt."""
+    traj = conversation()
+    turn = traj.assistant_turns()[0]
+    nxt = next(i for i in range(turn + 1, len(traj.messages)) if traj.messages[i].role == "assistant")
+    upto = Trajectory(traj.id, traj.tools, traj.messages[:nxt])
+    continuation = render_continuation(upto, turn, prompt_format, smollm2_tokenizer)
+    prompt = render_prompt(upto, nxt, prompt_format, smollm2_tokenizer)
+    assert prompt.endswith(continuation)
+    through = render_sample(Sample(traj.id, Trajectory(traj.id, traj.tools, traj.messages[:turn + 1]), (turn,)),
+                            prompt_format, smollm2_tokenizer).text
+    assert prompt == through.rstrip() + continuation if prompt_format == "chat_template" else through + continuation
+    outputs = [m.content for m in traj.messages[turn + 1:nxt]]
+    role = "\nOutput: " if prompt_format == "codellama" else "\n<|im_start|>tool\n"
+    assert continuation.startswith(role + outputs[0]) and all(o in continuation for o in outputs)
+    with pytest.raises(ValueError, match="not an assistant turn"):
+        render_continuation(upto, turn + 1, prompt_format, smollm2_tokenizer)

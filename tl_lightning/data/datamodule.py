@@ -29,6 +29,11 @@ Batches (the contract the modules consume):
 - ``eval`` prompts are the benchmark's items: exactly one per trajectory, at its scored turn
   (``gold_turn_index``: the last assistant turn, the first for ToolAlpaca), whatever MAE would
   select (MAE is not applied); an over-long prompt raises ``DataError`` (never dropped).
+- ``env`` (multi-turn RL, ``episodes.py``): the tasks of the RL module's environment, split into
+  train / val by ``val_fraction``; a batch is python lists ``tasks`` (indices into
+  ``environment.tasks``) and ``ids`` (their ids), and ``prompt_format`` (the format the module
+  renders the episodes in). The module renders and runs the episodes; ``max_length``, MAE and PKT
+  do not apply (the episode's token budget does, and MAE in RL is the module's option).
 """
 
 from __future__ import annotations
@@ -51,7 +56,7 @@ from tl_lightning.data.render import PROMPT_FORMATS, choose_prompt_format, rende
 from tl_lightning.data.sources import read_trajectories_with_report
 from tl_lightning.data.tokenize import IGNORE_INDEX, TokenizedSample, encode_prompt, tokenize_rendered
 
-STAGES = ("sft", "rl", "eval")
+STAGES = ("sft", "rl", "eval", "env")
 OVERLENGTH = ("drop", "raise")
 
 
@@ -70,8 +75,7 @@ def read_sources(paths: Sequence[str], format: str = "auto",
     return trajs, reports
 
 
-def split_by_trajectory(trajs: Sequence[Trajectory], val_fraction: float,
-                        seed: int) -> tuple[list[Trajectory], list[Trajectory]]:
+def split_by_trajectory(trajs: Sequence[Any], val_fraction: float, seed: int) -> tuple[list[Any], list[Any]]:
     """A seeded train/val split of whole trajectories, so no conversation (nor any of its
     per-turn samples) is in both. At least one validation trajectory when ``val_fraction > 0``
     and there are two or more."""
@@ -281,6 +285,13 @@ def collate_prompts(prompts: list[PromptSample], pad_id: int, bfcl_ground_truth:
     return batch
 
 
+def collate_tasks(indices: list[int], environment: Any, prompt_format: str) -> dict[str, Any]:
+    """An ``env`` batch: task ``indices`` into ``environment.tasks``, their ``ids`` and the
+    ``prompt_format`` to render them in."""
+    return {"tasks": list(indices), "ids": [str(getattr(environment.tasks[i], "id", i)) for i in indices],
+            "prompt_format": prompt_format}
+
+
 def model_inputs(batch: dict[str, Any]) -> dict[str, Any]:
     """The kwargs for a Hugging Face causal LM training forward on an ``sft`` batch.
 
@@ -410,8 +421,8 @@ class ResumableDataLoader(DataLoader):
 
 
 class ToolUseDataModule(LightningDataModule):
-    """Tool-use data for ``PKTModule`` (``stage="sft"``) and ``IRMPPOModule`` (``"rl"``), and
-    prompts for evaluation (``"eval"``).
+    """Tool-use data for ``PKTModule`` (``stage="sft"``) and ``IRMPPOModule`` (``"rl"``; ``"env"``:
+    the tasks of its multi-turn environment), and prompts for evaluation (``"eval"``).
 
     Args:
         data_path: a file or folder (or a list of them) any ``sources`` reader takes, or a
@@ -484,18 +495,30 @@ class ToolUseDataModule(LightningDataModule):
         self.batch_size, self.packing, self.bucket_batches = batch_size, packing, bucket_batches
         self.val_fraction, self.seed, self.num_workers = val_fraction, seed, num_workers
         self.stage, self.synthetic_size = stage, synthetic_size
+        self.environment: Any = None
         self.report: dict[str, Any] = {}
         self.train_items: list[Any] = []
         self.val_items: list[Any] = []
         self._prepared = False
 
-    def connect(self, tokenizer: Any, prompt_format: str | None = None) -> None:
-        """Use the LightningModule's tokenizer and the prompt format its model was trained with
-        (``recorded_prompt_format``; None: not known). Call before ``setup``; a change prepares
-        the data again."""
-        if tokenizer is not self.tokenizer or prompt_format != self.model_prompt_format:
+    def connect(self, tokenizer: Any, prompt_format: str | None = None, environment: Any = None) -> None:
+        """Use the LightningModule's tokenizer, the prompt format its model was trained with
+        (``recorded_prompt_format``; None: not known) and (``stage="env"``) its environment. Call
+        before ``setup``; a change prepares the data again. In ``env`` stage an unconnected
+        DataModule connects itself to the module the Trainer runs."""
+        if tokenizer is not self.tokenizer or prompt_format != self.model_prompt_format or \
+                (environment is not None and environment is not self.environment):
             self.tokenizer, self.model_prompt_format = tokenizer, prompt_format
+            self.environment = environment if environment is not None else self.environment
             self._prepared = False
+
+    def _connect_to_trainer_module(self) -> None:
+        module = self.trainer.lightning_module if self.trainer is not None else None
+        if self.environment is None and getattr(module, "environment", None) is not None:
+            self.connect(module.tokenizer, module.recorded_prompt_format, module.environment)
+        if self.environment is None:
+            raise DataError("stage='env' needs the RL module's environment (--model.environment): connect() it "
+                            "or fit with the module")
 
     def _read(self) -> tuple[list[Trajectory], list[dict[str, Any]]]:
         """The trajectories and the read reports (none for the built-in world)."""
@@ -529,6 +552,8 @@ class ToolUseDataModule(LightningDataModule):
         return [(t,) for t in tokenized], mae_report.to_dict(), dropped
 
     def setup(self, stage: str | None = None) -> None:
+        if self.stage == "env":
+            self._connect_to_trainer_module()
         if self._prepared:  # Lightning calls setup once per trainer entry point
             return
         if self.tokenizer is None:
@@ -539,6 +564,12 @@ class ToolUseDataModule(LightningDataModule):
             self.model_prompt_format = saved_prompt_format(self.tokenizer_name)
         # in the hyper-parameters, so checkpoints (and HFExport) record the format used
         self.hparams["prompt_format"] = choose_prompt_format(self.prompt_format, self.model_prompt_format)
+        if self.stage == "env":
+            tasks = len(self.environment.tasks)
+            self.train_items, self.val_items = split_by_trajectory(list(range(tasks)), self.val_fraction, self.seed)
+            self.report = {"tasks": tasks, "train_items": len(self.train_items), "val_items": len(self.val_items)}
+            self._prepared = True
+            return
         trajs, read_reports = self._read()
         if self.stage == "eval":  # evaluate on everything
             train, val = [], trajs
@@ -561,6 +592,8 @@ class ToolUseDataModule(LightningDataModule):
     def _lengths(self, items: list[Any]) -> list[int]:
         if self.stage == "sft":
             return [sum(len(s.input_ids) for s in row) for row in items]
+        if self.stage == "env":  # episode lengths are not known before they run
+            return [0] * len(items)
         return [len(p.input_ids) for p in items]
 
     def _collate(self):
@@ -569,6 +602,8 @@ class ToolUseDataModule(LightningDataModule):
             pad_id = self.tokenizer.eos_token_id
         if self.stage == "sft":
             return partial(collate_sft, pad_id=pad_id, packed=self.packing)
+        if self.stage == "env":
+            return partial(collate_tasks, environment=self.environment, prompt_format=self.hparams.prompt_format)
         return partial(collate_prompts, pad_id=pad_id, bfcl_ground_truth=self.stage == "eval")
 
     def _loader(self, items: list[Any], train: bool) -> DataLoader:

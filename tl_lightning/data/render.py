@@ -442,3 +442,21 @@ def render_prompt(traj: Trajectory, upto: int, prompt_format: str = "codellama",
         raise ValueError("prompt_format='chat_template' needs a tokenizer")
     support = template_support(tokenizer)
     return _apply(tokenizer, _chat_messages(traj, upto, support), traj, support, True)
+
+
+def render_continuation(traj: Trajectory, turn: int, prompt_format: str = "codellama", tokenizer=None) -> str:
+    """The text between the end of the assistant turn ``traj.messages[turn]`` (its end marker) and
+    the generation prompt after the last message: the messages that follow the turn (its tool
+    outputs), exactly as the training texts hold them. A multi-turn rollout (``episodes.py``) puts
+    it, encoded on its own, after the tokens the model generated for the turn, so the model's next
+    context is the SFT text of the conversation (``tokenizer`` as for ``render_sample``)."""
+    if not 0 <= turn < len(traj.messages) or traj.messages[turn].role != "assistant":
+        raise ValueError(f"message {turn} of {traj.id!r} is not an assistant turn")
+    through = Trajectory(traj.id, traj.tools, traj.messages[:turn + 1], traj.meta)
+    rendered = render_sample(Sample(traj.id, through, (turn,)), prompt_format, tokenizer)
+    turn_end = rendered.targets[0].end
+    prompt = render_prompt(traj, len(traj.messages), prompt_format, tokenizer)
+    if not prompt.startswith(rendered.text[:turn_end]):
+        raise ValueError(f"{traj.id!r}: the {prompt_format} format renders assistant message {turn} differently "
+                         "depending on what follows, so the text after it cannot be appended on its own")
+    return prompt[turn_end:]
