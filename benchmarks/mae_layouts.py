@@ -32,10 +32,10 @@ import torch
 from benchmarks._timing import emit_json, fmt, interleaved, paired_ratio, print_table, spread
 from tl_lightning.data.datamodule import ToolUseDataModule, model_inputs, tokenize_samples
 from tl_lightning.data.mae import LAYOUTS, apply_mae
-from tl_lightning.data.records import Trajectory
 from tl_lightning.data.sources import read_trajectories, write_jsonl
 from tl_lightning.losses import pkt_loss, prediction_mask
 from tl_lightning.modeling import SMOLLM2, TINY_LLAMA, load_model, load_tokenizer
+from tl_lightning.records import Trajectory
 
 DEFAULT_DATA_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 TRAINING_MIX = {

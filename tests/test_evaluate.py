@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from tl_lightning.data.records import DataError
 from tl_lightning.evaluate import (
     ItemResult,
     aggregate,
@@ -23,6 +22,7 @@ from tl_lightning.evaluate import (
     score_items,
     summary,
 )
+from tl_lightning.records import DataError
 
 BFCL = "BFCL_v3"
 EXEC = "BFCL_v3/unused_datasets/question"

@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from tl_lightning.calls import format_call
-from tl_lightning.data.records import Message, ToolCall, ToolSpec
 from tl_lightning.data.sources import bfcl_reference_calls
 from tl_lightning.metrics import (
     FAILED,
@@ -22,6 +21,7 @@ from tl_lightning.metrics import (
     score_rotbench,
     score_toolalpaca,
 )
+from tl_lightning.records import Message, ToolCall, ToolSpec
 
 PASS = ItemScore(True, True, True)
 TS_ONLY = ItemScore(True, False, False)

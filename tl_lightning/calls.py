@@ -36,7 +36,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from tl_lightning.data.records import ToolCall
+from tl_lightning.records import ToolCall
 
 STYLES = ("python", "react", "json", "tool_call")
 

@@ -78,7 +78,7 @@ import torch
 from torchmetrics import Metric
 
 from tl_lightning.calls import ParseFailure, normalize_value, parse_call, parse_calls
-from tl_lightning.data.records import ToolCall, ToolSpec
+from tl_lightning.records import ToolCall, ToolSpec
 from tl_lightning.reward import DEFAULT_TABLE, RewardTable, classify_call, values_equal
 from tl_lightning.data.sources import (
     BfclAnswer,

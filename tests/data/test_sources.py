@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from tl_lightning.data.records import DataError, Message, ToolCall, ToolSpec, Trajectory
 from tl_lightning.data.sources import (
     FORMATS,
     bfcl_reference_calls,
@@ -20,6 +19,7 @@ from tl_lightning.data.sources import (
     read_trajectories_with_report,
     write_jsonl,
 )
+from tl_lightning.records import DataError, Message, ToolCall, ToolSpec, Trajectory
 
 # (path under shared/data, format, trajectories) — counts from PROVENANCE.md / FORMATS.md.
 SOURCES = [

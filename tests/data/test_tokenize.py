@@ -9,7 +9,6 @@ from transformers import PreTrainedTokenizerFast
 
 from tests.data.test_render import PAPER_GOLD, PAPER_TOOLS, conversation
 from tl_lightning.data.mae import LAYOUTS, Sample, apply_mae
-from tl_lightning.data.records import Message, Trajectory
 from tl_lightning.data.render import PROMPT_FORMATS, render_prompt, render_sample
 from tl_lightning.data.tokenize import (
     IGNORE_INDEX,
@@ -20,6 +19,7 @@ from tl_lightning.data.tokenize import (
     key_token_weight,
     tokenize_rendered,
 )
+from tl_lightning.records import Message, Trajectory
 
 
 def paper_sample() -> Sample:

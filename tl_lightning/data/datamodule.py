@@ -46,10 +46,10 @@ from torch.utils.data import BatchSampler, DataLoader, Sampler
 
 from tl_lightning.data import world
 from tl_lightning.data.mae import LAYOUTS, ErrorDetector, Sample, apply_mae
-from tl_lightning.data.records import DataError, ToolCall, ToolSpec, Trajectory
 from tl_lightning.data.render import PROMPT_FORMATS, choose_prompt_format, render_prompt, render_sample
 from tl_lightning.data.sources import read_trajectories_with_report
 from tl_lightning.data.tokenize import IGNORE_INDEX, TokenizedSample, encode_prompt, tokenize_rendered
+from tl_lightning.records import DataError, ToolCall, ToolSpec, Trajectory
 
 STAGES = ("sft", "rl", "eval")
 OVERLENGTH = ("drop", "raise")

@@ -58,7 +58,8 @@ from pathlib import Path
 from typing import Any
 
 from tl_lightning.calls import ParseFailure, parse_call, parse_calls, split_top_level
-from tl_lightning.data.records import (
+from tl_lightning.data.world.spec import is_synthetic_spec, parse_spec, read_spec
+from tl_lightning.records import (
     DataError,
     Message,
     ToolCall,
@@ -66,7 +67,6 @@ from tl_lightning.data.records import (
     Trajectory,
     validate_trajectory,
 )
-from tl_lightning.data.world.spec import is_synthetic_spec, parse_spec, read_spec
 
 ON_ERROR = ("raise", "skip")
 SYNTHETIC = "synthetic"
