@@ -50,19 +50,13 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
+from tl_lightning.bfcl_answers import BfclAnswer, bfcl_unscorable_reason
 from tl_lightning.calls import ParseFailure, format_call, parse_calls
 from tl_lightning.data.datamodule import gold_turn_index
 from tl_lightning.data.render import DEFAULT_PROMPT_FORMAT, choose_prompt_format
 from tl_lightning.export import checkpoint_prompt_format, saved_prompt_format
 from tl_lightning.generation import StopRule, generate
-from tl_lightning.metrics import (
-    BENCHMARKS,
-    BfclAnswer,
-    ToolCallMetrics,
-    bfcl_unscorable_reason,
-    item_category,
-    score_item,
-)
+from tl_lightning.metrics import BENCHMARKS, ToolCallMetrics, item_category, score_item
 from tl_lightning.records import DataError, ToolCall, ToolSpec, Trajectory, exit_on_bad_input
 from tl_lightning.reward import CATEGORIES, DEFAULT_TABLE
 from tl_lightning.stats import bootstrap_mean, paired_difference
