@@ -53,7 +53,9 @@ import torch
 from tl_lightning.bfcl_answers import BfclAnswer, bfcl_unscorable_reason
 from tl_lightning.calls import ParseFailure, format_call, parse_calls
 from tl_lightning.data.datamodule import gold_turn_index
+from tl_lightning.data.formats.reading import read_text
 from tl_lightning.data.render import DEFAULT_PROMPT_FORMAT, choose_prompt_format
+from tl_lightning.data.sources import read_trajectories
 from tl_lightning.export import checkpoint_prompt_format, saved_prompt_format
 from tl_lightning.generation import StopRule, generate
 from tl_lightning.metrics import BENCHMARKS, ToolCallMetrics, item_category, score_item
@@ -107,8 +109,6 @@ def load_items(benchmark: str, data_path: str | Path, limit: int | None = None, 
     ``sample`` of that many drawn with ``seed`` (still in file order; files are often sorted by
     scenario, so the first N would cover one scenario only). A file without records, or a record
     without an assistant turn to score, is a ``DataError`` naming the file (and record)."""
-    from tl_lightning.data.sources import read_trajectories
-
     if benchmark not in BENCHMARKS:
         raise ValueError(f"unknown benchmark {benchmark!r} (expected one of {BENCHMARKS})")
     if limit is not None and sample is not None:
@@ -140,8 +140,6 @@ def gold_prediction(item: EvalItem) -> str:
 def read_predictions(path: str | Path, items: Sequence[EvalItem]) -> list[str]:
     """The ``prediction`` of each line of a JSONL file, checked against ``items`` (count, order
     by ``id`` when present)."""
-    from tl_lightning.data.sources import read_text
-
     lines = [line for line in read_text(path).splitlines() if line.strip()]
     if len(lines) != len(items):
         raise DataError(f"{len(lines)} predictions for {len(items)} benchmark items (one line per item, "
@@ -531,8 +529,6 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _read_report(path: str) -> dict[str, Any]:
-    from tl_lightning.data.sources import read_text
-
     try:
         return json.loads(read_text(Path(path)))
     except json.JSONDecodeError as e:

@@ -12,13 +12,14 @@ from pathlib import Path
 import pytest
 
 from tl_lightning.data.sources import (
-    FORMATS,
+
     detect_format,
     read_trajectories,
     read_trajectories_with_report,
     write_jsonl,
 )
 from tl_lightning.bfcl_answers import bfcl_reference_calls
+from tl_lightning.data.formats import FORMATS
 from tl_lightning.records import DataError, Message, ToolCall, ToolSpec, Trajectory
 
 # (path under shared/data, format, trajectories) — counts from PROVENANCE.md / FORMATS.md.

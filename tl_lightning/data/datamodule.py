@@ -45,6 +45,7 @@ from lightning.pytorch import LightningDataModule
 from torch.utils.data import BatchSampler, DataLoader, Sampler
 
 from tl_lightning.data import world
+from tl_lightning.data.formats import scored_turn
 from tl_lightning.data.mae import LAYOUTS, ErrorDetector, Sample, apply_mae
 from tl_lightning.data.render import PROMPT_FORMATS, choose_prompt_format, render_prompt, render_sample
 from tl_lightning.data.sources import read_trajectories_with_report
@@ -150,19 +151,15 @@ def truncated_answers_warning(lengths: Sequence[int], max_new_tokens: int, toler
             f"raise max_new_tokens to at least {p99}")
 
 
-# Source formats whose benchmark scores the FIRST assistant turn (ToolAlpaca: its first gold step);
-# every other benchmark (RoTBench, BFCL, ...) scores the last one.
-FIRST_TURN_FORMATS = frozenset({"toolalpaca"})
-
-
 def gold_turn_index(traj: Trajectory) -> int:
-    """The message index of the assistant turn a benchmark scores: the first one when
-    ``traj.meta["format"]`` is in ``FIRST_TURN_FORMATS`` (ToolAlpaca), else the last one.
-    (``meta["format"]`` is set by the reader and kept through the normalized JSONL.)"""
+    """The message index of the assistant turn a benchmark scores: the format registry's
+    ``scored_turn`` of ``traj.meta["format"]``, the first turn for ToolAlpaca (its first gold
+    step), else the last one. (``meta["format"]`` is set by the reader and kept through the
+    normalized JSONL.)"""
     turns = traj.assistant_turns()
     if not turns:
         raise DataError("no assistant turn, so no gold answer to score", record_id=traj.id)
-    return turns[0] if traj.meta.get("format") in FIRST_TURN_FORMATS else turns[-1]
+    return turns[0] if scored_turn(traj.meta.get("format")) == "first" else turns[-1]
 
 
 def make_eval_prompts(trajs: Iterable[Trajectory], tokenizer: Any, *, prompt_format: str,
