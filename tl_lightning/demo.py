@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from tl_lightning.cli import main as cli_main
+from tl_lightning.ppo import evaluate_rewards
 
 CONFIGS = {False: ("configs/demo/pkt.yaml", "configs/demo/irm.yaml"),
            True: ("configs/demo/pkt_tiny.yaml", "configs/demo/irm_tiny.yaml")}
@@ -55,8 +56,6 @@ def pkt_step(config: str) -> dict[str, Any]:
 
 def irm_step(config: str) -> dict[str, Any]:
     """Held-out reward of the PKT model, PPO, and held-out reward of the PPO model."""
-    from tl_lightning.ppo import evaluate_rewards
-
     plan = cli_main(["--config", config], run=False)
     module, data = plan.model, plan.datamodule
     data.connect(module.tokenizer)

@@ -49,7 +49,9 @@ from tl_lightning.data.formats import scored_turn
 from tl_lightning.data.mae import LAYOUTS, ErrorDetector, Sample, apply_mae
 from tl_lightning.data.render import PROMPT_FORMATS, choose_prompt_format, render_prompt, render_sample
 from tl_lightning.data.sources import read_trajectories_with_report
-from tl_lightning.data.tokenize import IGNORE_INDEX, TokenizedSample, encode_prompt, tokenize_rendered
+from tl_lightning.data.tokenize import TokenizedSample, encode_prompt, tokenize_rendered
+from tl_lightning.losses import IGNORE_INDEX
+from tl_lightning.modeling import load_tokenizer
 from tl_lightning.records import DataError, ToolCall, ToolSpec, Trajectory
 
 STAGES = ("sft", "rl", "eval")
@@ -529,8 +531,8 @@ class ToolUseDataModule(LightningDataModule):
         if self._prepared:  # Lightning calls setup once per trainer entry point
             return
         if self.tokenizer is None:
+            # here, not at the top: export imports pkt, which imports this module
             from tl_lightning.export import saved_prompt_format
-            from tl_lightning.modeling import load_tokenizer
 
             self.tokenizer = load_tokenizer(self.tokenizer_name)
             self.model_prompt_format = saved_prompt_format(self.tokenizer_name)
