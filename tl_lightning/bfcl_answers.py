@@ -50,7 +50,7 @@ def bfcl_expected_calls(ground_truth: BfclAnswer,
 
 
 def _is_object_schema(schema: dict[str, Any]) -> bool:
-    return schema.get("type") in ("dict", "object")  # BFCL's name, and JSON schema's (``_bfcl_schema``)
+    return schema.get("type") in ("dict", "object")  # BFCL's name, and JSON schema's (the BFCL reader's)
 
 
 def _unwrap_answer_dict(answer: dict[str, list[Any]]) -> dict[str, Any]:

@@ -26,9 +26,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from tl_lightning import evaluate
+from tl_lightning.ablation_report import write_results
+from tl_lightning.calls import ParseFailure, parse_calls
 from tl_lightning.cli import main as cli_main
+from tl_lightning.data.sources import data_root
+from tl_lightning.evaluate import load_items, read_predictions
+from tl_lightning.export import export_pretrained
 
-DEFAULT_DATA_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SFT_CONFIG = "configs/reproduce/sft.yaml"
 IRM_CONFIG = "configs/reproduce/irm.yaml"
 # The paper's training data: multi-turn trajectories with real tool outputs (errors included).
@@ -143,8 +148,6 @@ def fit_and_export(config: str, arm_dir: Path, budget: Budget, data_root: Path, 
                    overrides: Sequence[str]):
     """``fit`` on the training mix from ``model`` (resuming an earlier attempt), then the trained
     model as an HF folder in ``<arm_dir>/hf_model``; returns the CLI object (trainer, model, data)."""
-    from tl_lightning.export import export_pretrained
-
     common = [f"--model.init_args.model_name={model}", f"--data.data_path={json.dumps(data_paths(data_root))}",
               f"--data.max_length={budget.max_length}", f"--data.seed={budget.seed}"]
     fit = cli_main(fit_args(config, arm_dir, budget, [*common, *overrides]))
@@ -177,8 +180,6 @@ def train_ppo(arm: Arm, arm_dir: Path, budget: Budget, data_root: Path, start_mo
 def evaluate_model(model: str, arm_dir: Path, budget: Budget, data_root: Path,
                    progress: Progress, progress_path: Path) -> dict[str, dict[str, Any]]:
     """``evaluate run`` on every set not yet scored in an earlier attempt; the results by set."""
-    from tl_lightning import evaluate
-
     results = {}
     for name, benchmark, rel in EVAL_SETS:
         out = arm_dir / "eval" / name
@@ -213,9 +214,6 @@ def call_diagnostics(arm_dir: Path, budget: Budget, data_root: Path) -> dict[str
     tool exactly; ``named_ignoring_case``: the same when case is ignored (the scorers, like the
     benchmarks', need the exact name; a model that learned the call format from CamelCase training
     tools but not the listed name's case scores 0 there)."""
-    from tl_lightning.calls import ParseFailure, parse_calls
-    from tl_lightning.evaluate import load_items, read_predictions
-
     counts = {"items": 0, "parsed": 0, "named": 0, "named_ignoring_case": 0}
     for name, benchmark, rel in EVAL_SETS:
         items = load_items(benchmark, data_root / rel, sample=budget.eval_sample, seed=budget.seed)
@@ -279,7 +277,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m tl_lightning.reproduce", description=__doc__.split("\n\n")[0])
     parser.add_argument("--arms", nargs="+", choices=ARM_NAMES, default=list(ARM_NAMES),
                         help="arms to run (in the study's order); the results cover every finished arm")
-    parser.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT,
+    parser.add_argument("--data-root", type=Path, default=data_root(),
                         help="folder holding SGD/, API-Bank/, tau-bench/, RoTBench/, ToolAlpaca/, BFCL_v3/")
     parser.add_argument("--output", type=Path, default=Path("runs/reproduce"), help="run folders, one per arm")
     parser.add_argument("--results", type=Path, default=Path("results"), help="where ablation.md/.json and PNGs go")
@@ -297,8 +295,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    from tl_lightning.ablation_report import write_results
-
     args = parse_args(argv)
     budget = Budget(model=args.model, sft_steps=args.sft_steps, max_length=args.max_length, ppo_batches=args.ppo_batches,
                     eval_sample=args.eval_sample or None, max_new_tokens=args.max_new_tokens,

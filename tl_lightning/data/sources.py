@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,15 @@ from tl_lightning.data.world.spec import is_synthetic_spec, parse_spec, read_spe
 from tl_lightning.records import DataError, Message, Trajectory
 
 ON_ERROR = ("raise", "skip")
+DATA_ROOT_ENV = "TL_LIGHTNING_DATA"
+DEFAULT_DATA_ROOT = "../shared/data"
+
+
+def data_root() -> Path:
+    """The folder of the public data sets (laid out as its ``FORMATS.md`` says): ``$TL_LIGHTNING_DATA``,
+    else ``../shared/data`` from the current folder (this project's checkout sits beside
+    ``shared/``). The one default of ``make reproduce``, the benchmarks and the tests' data."""
+    return Path(os.environ.get(DATA_ROOT_ENV) or DEFAULT_DATA_ROOT).resolve()
 
 
 @dataclass
