@@ -54,13 +54,11 @@ from typing import Any, Callable, Sequence
 import torch
 
 from benchmarks._timing import Spread, emit_json, fmt, interleaved, paired_ratio, print_table, spread
+from tl_lightning.data.sources import data_root
 from tl_lightning.data.tokenize import encode_prompt
 from tl_lightning.evaluate import (DEFAULT_PROMPT_FORMAT, generate_predictions, length_batches, load_items,
                                    render_prompts)
 from tl_lightning.modeling import SMOLLM2, TINY_LLAMA, load_model, load_tokenizer
-
-DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "RoTBench" / "First_Turn" / "clean.json"
-
 
 # ----------------------------------------------------------------------------- forward timing
 
@@ -259,7 +257,8 @@ def first_divergence(model: Any, tokenizer: Any, prompt: str, single: str, batch
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="RoTBench First_Turn/clean.json")
+    parser.add_argument("--data", type=Path, default=data_root() / "RoTBench" / "First_Turn" / "clean.json",
+                        help="RoTBench First_Turn/clean.json")
     parser.add_argument("--model", default=SMOLLM2)
     parser.add_argument("--n", type=int, default=32, help="prompts (the N nearest the median length)")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16],

@@ -4,7 +4,7 @@ Both layouts supervise the same assistant turns (MAE's kept turns). ``per_turn``
 makes one sample per kept turn holding the whole conversation before it, so turn k's prefix is
 processed again for every later turn; ``trajectory`` makes one sample per trajectory with every
 kept turn supervised. Measured on the real training mix of ``--data-root`` (default
-``../shared/data`` beside the repository): SGD (the 6 train files), API-Bank level-1 + level-2,
+``$TL_LIGHTNING_DATA``, else ``../shared/data``): SGD (the 6 train files), API-Bank level-1 + level-2,
 tau-bench airline (gpt-4o trajectories), through ``ToolUseDataModule`` (codellama prompt, the
 SmolLM2 tokenizer, no validation split, no length cap so no sample is dropped).
 
@@ -32,12 +32,11 @@ import torch
 from benchmarks._timing import emit_json, fmt, interleaved, paired_ratio, print_table, spread
 from tl_lightning.data.datamodule import ToolUseDataModule, model_inputs, tokenize_samples
 from tl_lightning.data.mae import LAYOUTS, apply_mae
-from tl_lightning.data.records import Trajectory
-from tl_lightning.data.sources import read_trajectories, write_jsonl
+from tl_lightning.data.sources import data_root, read_trajectories, write_jsonl
 from tl_lightning.losses import pkt_loss, prediction_mask
 from tl_lightning.modeling import SMOLLM2, TINY_LLAMA, load_model, load_tokenizer
+from tl_lightning.records import Trajectory
 
-DEFAULT_DATA_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 TRAINING_MIX = {
     "sgd": "SGD/train",
     "api-bank": "API-Bank/lv1-lv2-samples",
@@ -132,7 +131,7 @@ def bench_epochs(paths: dict[str, Path], tokenizer: Any, per_source: int, max_le
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT)
+    parser.add_argument("--data-root", type=Path, default=data_root())
     parser.add_argument("--subset-per-source", type=int, default=2, help="trajectories per source for the wall time")
     parser.add_argument("--subset-max-length", type=int, default=1024)
     parser.add_argument("--batch-size", type=int, default=4)

@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from benchmarks._timing import emit_json, print_table
-from benchmarks.mae_layouts import DEFAULT_DATA_ROOT, mix_paths
+from benchmarks.mae_layouts import mix_paths
 from tl_lightning.data.datamodule import ToolUseDataModule, padding_waste
+from tl_lightning.data.sources import data_root
 from tl_lightning.modeling import SMOLLM2, load_tokenizer
 
 
@@ -62,7 +63,7 @@ def measure(paths: list[str], tokenizer: Any, layout: str, batch_size: int, max_
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT)
+    parser.add_argument("--data-root", type=Path, default=data_root())
     parser.add_argument("--layout", default="trajectory", choices=["trajectory", "per_turn"])
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--max-length", type=int, default=2048)

@@ -1,23 +1,22 @@
-"""Shared fixtures. Real data comes from ../shared/data (never committed); the real tokenizer
-is the bundled SmolLM2's."""
+"""Shared fixtures. Real data comes from ``data_root()`` ($TL_LIGHTNING_DATA, default
+../shared/data; never committed); the real tokenizer is the bundled SmolLM2's."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("TL_SHARED_DATA", REPO.parent / "shared" / "data"))
+from tl_lightning.data.sources import DATA_ROOT_ENV, data_root
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """The public benchmark and trajectory files beside the repository (see PROVENANCE.md)."""
-    if not (SHARED_DATA / "PROVENANCE.md").is_file():
-        pytest.skip(f"shared data not found at {SHARED_DATA} (set TL_SHARED_DATA)")
-    return SHARED_DATA
+    """The public benchmark and trajectory files (see PROVENANCE.md there)."""
+    root = data_root()
+    if not (root / "PROVENANCE.md").is_file():
+        pytest.skip(f"shared data not found at {root} (set {DATA_ROOT_ENV})")
+    return root
 
 
 @pytest.fixture(scope="session")

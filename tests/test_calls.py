@@ -18,8 +18,9 @@ from tl_lightning.calls import (
     parse_calls,
     unwritable_name,
 )
-from tl_lightning.data.records import DataError, ToolCall
-from tl_lightning.data.sources import _sealtools_catalog, detect_format, read_trajectories_with_report
+from tl_lightning.data.formats.sealtools import _sealtools_catalog
+from tl_lightning.data.sources import detect_format, read_trajectories_with_report
+from tl_lightning.records import DataError, ToolCall
 
 # --------------------------------------------------------------------------------- strategies
 

@@ -13,7 +13,7 @@ from typing import Literal, Optional
 import pytest
 
 from tl_lightning.calls import parse_calls
-from tl_lightning.data.records import Message, ToolCall, ToolSpec, Trajectory
+from tl_lightning.records import Message, ToolCall, ToolSpec, Trajectory
 from tl_lightning.environments import (
     NO_RECORD,
     TIMEOUT,

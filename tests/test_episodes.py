@@ -16,7 +16,7 @@ import torch
 from tl_lightning import episodes as episodes_module
 from tl_lightning.calls import format_call, parse_calls
 from tl_lightning.data.mae import Sample
-from tl_lightning.data.records import Message, ToolCall, ToolSpec, Trajectory
+from tl_lightning.records import Message, ToolCall, ToolSpec, Trajectory
 from tl_lightning.data.render import render_sample
 from tl_lightning.data.tokenize import tokenize_rendered
 from tl_lightning.data.world import Result

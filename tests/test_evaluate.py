@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from tl_lightning.data.records import DataError
 from tl_lightning.evaluate import (
     ItemResult,
     aggregate,
@@ -23,6 +22,7 @@ from tl_lightning.evaluate import (
     score_items,
     summary,
 )
+from tl_lightning.records import DataError
 
 BFCL = "BFCL_v3"
 EXEC = "BFCL_v3/unused_datasets/question"
@@ -108,10 +108,10 @@ def test_gold_then_score_round_trip(shared_data, tmp_path, capsys):
 def test_bfcl_unscorable_item_counts_as_failed_and_is_listed(shared_data, tmp_path, capsys):
     """One broken line in the possible_answer file used to make the whole file unreadable; now
     that item fails and the result and the reports list it, the others are scored."""
-    from tests.data.test_sources import _bfcl_files
+    from tests.data.formats.test_bfcl import bfcl_files
     from tl_lightning.evaluate import write_report
 
-    data = _bfcl_files(shared_data, tmp_path, lambda q, a: a.__setitem__(1, "BROKEN"))
+    data = bfcl_files(shared_data, tmp_path, lambda q, a: a.__setitem__(1, "BROKEN"))
     result = main(["gold", "--benchmark", "bfcl", "--data", str(data), "--output", str(tmp_path / "g.jsonl")])
     assert _last_json_line(capsys) == result
     assert {k: result[k] for k in ("n", "ts", "pi", "cf")} == {"n": 3, "ts": 66.67, "pi": 66.67, "cf": 66.67}
@@ -125,9 +125,9 @@ def test_bfcl_unscorable_item_counts_as_failed_and_is_listed(shared_data, tmp_pa
 
 
 def test_bfcl_irrelevance_gold_abstains_and_any_call_fails(shared_data, tmp_path, capsys):
-    from tests.data.test_sources import _bfcl_category_file
+    from tests.data.formats.test_bfcl import bfcl_category_file
 
-    data = _bfcl_category_file(shared_data, tmp_path, "irrelevance", with_answers=False)
+    data = bfcl_category_file(shared_data, tmp_path, "irrelevance", with_answers=False)
     gold = tmp_path / "gold.jsonl"
     written = main(["gold", "--benchmark", "bfcl", "--data", str(data), "--output", str(gold)])
     assert {k: written[k] for k in ("benchmark", "n", "ts", "pi", "cf", "exact_call")} == {

@@ -7,7 +7,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tl_lightning.data.records import ToolCall
 from tl_lightning.generation import (
     GumbelSampling,
     StopCriteria,
@@ -17,6 +16,7 @@ from tl_lightning.generation import (
     single_call_rule,
 )
 from tl_lightning.modeling import TINY_LLAMA, load_model
+from tl_lightning.records import ToolCall
 
 AFTER_CALL = StopRule(after_call=True)
 

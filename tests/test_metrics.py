@@ -5,15 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tl_lightning.bfcl_answers import bfcl_answer_from_calls, bfcl_reference_calls
 from tl_lightning.calls import format_call
-from tl_lightning.data.records import Message, ToolCall, ToolSpec
-from tl_lightning.data.sources import bfcl_reference_calls
 from tl_lightning.metrics import (
     FAILED,
     PASSED,
     ItemScore,
     ToolCallMetrics,
-    bfcl_answer_from_calls,
     bfcl_normalize_string,
     item_category,
     score_bfcl,
@@ -22,6 +20,7 @@ from tl_lightning.metrics import (
     score_rotbench,
     score_toolalpaca,
 )
+from tl_lightning.records import Message, ToolCall, ToolSpec
 
 PASS = ItemScore(True, True, True)
 TS_ONLY = ItemScore(True, False, False)

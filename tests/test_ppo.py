@@ -21,7 +21,6 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from tl_lightning.data.records import ToolCall, ToolSpec
 from tl_lightning.losses import gather_logprobs
 from tl_lightning.modeling import TINY_LLAMA, LoraOptions, load_model
 from tl_lightning import ppo
@@ -35,6 +34,7 @@ from tl_lightning.ppo import (
     repeat_prompts,
     score_responses,
 )
+from tl_lightning.records import ToolCall, ToolSpec
 from tl_lightning.reward import CATEGORIES
 
 REPO = Path(__file__).resolve().parents[1]

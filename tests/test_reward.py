@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tl_lightning.calls import STYLES, format_call, parse_call, parse_calls
-from tl_lightning.data.records import DataError, Message, ToolCall, ToolSpec
+from tl_lightning.records import DataError, Message, ToolCall, ToolSpec
 from tl_lightning.reward import (
     CATEGORIES,
     DEFAULT_TABLE,

@@ -33,10 +33,11 @@ import ast
 import json
 import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from tl_lightning.data.records import ToolCall
+from tl_lightning.records import ToolCall
 
 STYLES = ("python", "react", "json", "tool_call")
 
@@ -52,6 +53,7 @@ _REACT_NAME_QUOTES = "`'\""
 _REACT_INPUT_END = re.compile(r"\n\s*(?:Observation|Thought|Action|Final Answer)\s*:")
 _TOOL_CALL_BLOCK = re.compile(r"<tool_call>(.*?)(?:</tool_call>|\Z)", re.DOTALL)
 _PAIRS = {"(": ")", "[": "]", "{": "}"}
+_SCANNED = re.compile(r"""[\\'"()\[\]{},]""")  # what the bracket scanner looks at: quotes, escapes, brackets, commas
 # Names that JSON writes and Python does not (and the reverse): both are accepted as values.
 _NAMED_CONSTANTS = {"true": True, "false": False, "null": None, "True": True, "False": False, "None": None}
 # Bound the work spent on hopeless text (e.g. thousands of "{"): a call is found long before.
@@ -142,52 +144,52 @@ def parse_literal(text: str) -> Any | ParseFailure:
 # bracket scanning
 
 
-def _balanced_end(text: str, open_at: int) -> int:
-    """Index just past the bracket closing ``text[open_at]``, skipping brackets inside quoted
-    strings (single or double quotes, backslash escapes); -1 when unbalanced or mismatched."""
-    stack: list[str] = []
-    quote = ""
-    i = open_at
-    while i < len(text):
-        ch = text[i]
+def _unquoted(text: str, start: int = 0) -> Iterator[tuple[int, str]]:
+    """``(index, character)`` of each bracket and comma of ``text[start:]`` that stands outside
+    quoted strings (single or double quotes, backslash escapes). The one scanner behind bracket
+    matching and argument splitting; it jumps from one such character to the next."""
+    quote, escaped = "", -1
+    for m in _SCANNED.finditer(text, start):
+        i, ch = m.start(), m.group()
+        if i == escaped:
+            continue
         if quote:
             if ch == "\\":
-                i += 1
+                escaped = i + 1
             elif ch == quote:
                 quote = ""
         elif ch in "'\"":
             quote = ch
-        elif ch in _PAIRS:
+        elif ch != "\\":
+            yield i, ch
+
+
+def _balanced_end(text: str, open_at: int) -> int:
+    """Index just past the bracket closing ``text[open_at]``, skipping brackets inside quoted
+    strings; -1 when unbalanced or mismatched."""
+    stack: list[str] = []
+    for i, ch in _unquoted(text, open_at):
+        if ch in _PAIRS:
             stack.append(_PAIRS[ch])
         elif ch in ")]}":
             if not stack or stack.pop() != ch:
                 return -1
             if not stack:
                 return i + 1
-        i += 1
     return -1
 
 
 def split_top_level(text: str) -> list[str]:
     """Split an argument list on the commas that are outside brackets and strings."""
-    pieces, depth, quote, start, i = [], 0, "", 0, 0
-    while i < len(text):
-        ch = text[i]
-        if quote:
-            if ch == "\\":
-                i += 1
-            elif ch == quote:
-                quote = ""
-        elif ch in "'\"":
-            quote = ch
-        elif ch in "([{":
+    pieces, depth, start = [], 0, 0
+    for i, ch in _unquoted(text):
+        if ch in "([{":
             depth += 1
         elif ch in ")]}":
             depth -= 1
         elif ch == "," and depth == 0:
             pieces.append(text[start:i])
             start = i + 1
-        i += 1
     pieces.append(text[start:])
     return pieces
 

@@ -58,7 +58,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from tl_lightning.calls import ParseFailure, format_call, normalize_value, parse_calls
 from tl_lightning.data.mae import DEFAULT_DETECTOR, ErrorDetector, following_outputs, select_turns
-from tl_lightning.data.records import Message, ToolCall, ToolSpec, Trajectory
+from tl_lightning.records import Message, ToolCall, ToolSpec, Trajectory
 from tl_lightning.data.world import Result, World, generate_tasks
 from tl_lightning.data.world.executor import check_call
 from tl_lightning.reward import classify_call

@@ -71,7 +71,7 @@ from typing import Any
 import torch
 
 from tl_lightning.calls import ParseFailure, parse_calls
-from tl_lightning.data.records import Message, ToolCall, ToolSpec, Trajectory
+from tl_lightning.records import Message, ToolCall, ToolSpec, Trajectory
 from tl_lightning.data.render import render_continuation, render_prompt
 from tl_lightning.data.tokenize import encode_prompt
 from tl_lightning.data.world import Result

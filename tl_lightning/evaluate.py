@@ -50,20 +50,19 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
+from tl_lightning.bfcl_answers import BfclAnswer, bfcl_unscorable_reason
 from tl_lightning.calls import ParseFailure, format_call, parse_calls
-from tl_lightning.data.records import DataError, ToolCall, ToolSpec, Trajectory, exit_on_bad_input
 from tl_lightning.data.datamodule import gold_turn_index
-from tl_lightning.data.render import DEFAULT_PROMPT_FORMAT, choose_prompt_format
+from tl_lightning.data.formats.reading import read_text
+from tl_lightning.data.render import DEFAULT_PROMPT_FORMAT, choose_prompt_format, render_prompt
+from tl_lightning.data.sources import read_trajectories
+from tl_lightning.data.tokenize import encode_prompt
 from tl_lightning.export import checkpoint_prompt_format, saved_prompt_format
 from tl_lightning.generation import StopRule, generate
-from tl_lightning.metrics import (
-    BENCHMARKS,
-    BfclAnswer,
-    ToolCallMetrics,
-    bfcl_unscorable_reason,
-    item_category,
-    score_item,
-)
+from tl_lightning.metrics import BENCHMARKS, ToolCallMetrics, item_category, score_item
+from tl_lightning.modeling import load_model, load_tokenizer
+from tl_lightning.pkt import PKTModule
+from tl_lightning.records import DataError, ToolCall, ToolSpec, Trajectory, exit_on_bad_input
 from tl_lightning.reward import CATEGORIES, DEFAULT_TABLE
 from tl_lightning.stats import bootstrap_mean, paired_difference
 
@@ -113,8 +112,6 @@ def load_items(benchmark: str, data_path: str | Path, limit: int | None = None, 
     ``sample`` of that many drawn with ``seed`` (still in file order; files are often sorted by
     scenario, so the first N would cover one scenario only). A file without records, or a record
     without an assistant turn to score, is a ``DataError`` naming the file (and record)."""
-    from tl_lightning.data.sources import read_trajectories
-
     if benchmark not in BENCHMARKS:
         raise ValueError(f"unknown benchmark {benchmark!r} (expected one of {BENCHMARKS})")
     if limit is not None and sample is not None:
@@ -146,8 +143,6 @@ def gold_prediction(item: EvalItem) -> str:
 def read_predictions(path: str | Path, items: Sequence[EvalItem]) -> list[str]:
     """The ``prediction`` of each line of a JSONL file, checked against ``items`` (count, order
     by ``id`` when present)."""
-    from tl_lightning.data.sources import read_text
-
     lines = [line for line in read_text(path).splitlines() if line.strip()]
     if len(lines) != len(items):
         raise DataError(f"{len(lines)} predictions for {len(items)} benchmark items (one line per item, "
@@ -295,8 +290,6 @@ def paired_comparison(reports_a: Sequence[dict[str, Any]], reports_b: Sequence[d
 def render_prompts(items: Sequence[EvalItem], tokenizer, prompt_format: str) -> list[str]:
     """Each item's conversation before the gold turn plus the assistant generation prompt, in the
     training prompt format."""
-    from tl_lightning.data.render import render_prompt
-
     return [render_prompt(item.trajectory, item.turn, prompt_format=prompt_format, tokenizer=tokenizer)
             for item in items]
 
@@ -327,8 +320,6 @@ def generate_predictions(model, tokenizer, prompts: Sequence[str], batch_size: i
     padding; ``length_batches``); a tqdm bar counts prompts."""
     from tqdm import tqdm
 
-    from tl_lightning.data.tokenize import encode_prompt
-
     tokenizer.padding_side = "left"
     device = next(model.parameters()).device
     encoded = [encode_prompt(p, tokenizer) for p in prompts]  # token for token as in training
@@ -348,11 +339,7 @@ def load_for_generation(model: str, ckpt_path: str | None = None, dtype: str = "
     """``(model, tokenizer, recorded prompt format or None)``: a PKTModule checkpoint when
     ``ckpt_path`` is given (the format its data was rendered in), else ``model`` (built-in name,
     HF id or exported folder: the format recorded in the folder)."""
-    from tl_lightning.modeling import load_model, load_tokenizer
-
     if ckpt_path:
-        from tl_lightning.pkt import PKTModule
-
         module = PKTModule.load_from_checkpoint(ckpt_path, map_location="cpu")
         net, tokenizer = module.model, module.tokenizer
         prompt_format = checkpoint_prompt_format(ckpt_path)
@@ -396,8 +383,6 @@ class ToolCallEvaluator(pl.LightningModule):
     def tokenizer(self):
         """The evaluated model's tokenizer (the DataModule's ``connect`` takes it)."""
         if self._tokenizer is None:
-            from tl_lightning.modeling import load_tokenizer
-
             name = self.hparams.model_name
             if self.hparams.pkt_checkpoint:
                 checkpoint = torch.load(self.hparams.pkt_checkpoint, map_location="cpu", weights_only=False)
@@ -416,12 +401,8 @@ class ToolCallEvaluator(pl.LightningModule):
         if self.model is not None:
             return
         if self.hparams.pkt_checkpoint:
-            from tl_lightning.pkt import PKTModule
-
             self.model = PKTModule.load_from_checkpoint(self.hparams.pkt_checkpoint, map_location="cpu").model
         else:
-            from tl_lightning.modeling import load_model
-
             self.model = load_model(self.hparams.model_name, dtype=self.hparams.dtype)
 
     def transfer_batch_to_device(self, batch: dict, device, dataloader_idx: int) -> dict:
@@ -537,8 +518,6 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _read_report(path: str) -> dict[str, Any]:
-    from tl_lightning.data.sources import read_text
-
     try:
         return json.loads(read_text(Path(path)))
     except json.JSONDecodeError as e:

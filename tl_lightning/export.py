@@ -34,6 +34,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from torch import nn
 
 from tl_lightning.data.render import call_syntax
+from tl_lightning.modeling import write_folder_atomically
 
 FORMAT_RECORD = "tl_lightning.json"
 
@@ -277,7 +278,7 @@ def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path, merge_lora: bo
                       overwrite: bool = False) -> Path:
     """Export a ``PKTModule`` Lightning checkpoint (a ``.ckpt`` file) as an HF folder, with the
     prompt format of its data (``checkpoint_prompt_format``)."""
-    from tl_lightning.pkt import PKTModule
+    from tl_lightning.pkt import PKTModule  # here, not at the top: pkt imports this module
 
     if Path(ckpt_path).is_dir():
         raise IsADirectoryError(
@@ -294,8 +295,6 @@ def export_pkt_checkpoint(checkpoint: str | Path) -> Path:
     """An HF folder with the model of a ``PKTModule`` checkpoint (LoRA merged) and its tokenizer,
     written once beside the checkpoint (``<name>.hf/``) and reused; concurrent processes (ranks)
     never see it half-written. ``IRMPPOModule(init_checkpoint=...)`` starts from it."""
-    from tl_lightning.modeling import write_folder_atomically
-
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
         raise FileNotFoundError(f"init_checkpoint {checkpoint} does not exist")

@@ -77,15 +77,10 @@ from typing import Any, NamedTuple
 import torch
 from torchmetrics import Metric
 
+from tl_lightning.bfcl_answers import BfclAnswer, bfcl_answer_from_calls, bfcl_expected_calls, bfcl_unscorable_reason
 from tl_lightning.calls import ParseFailure, normalize_value, parse_call, parse_calls
-from tl_lightning.data.records import ToolCall, ToolSpec
+from tl_lightning.records import ToolCall, ToolSpec
 from tl_lightning.reward import DEFAULT_TABLE, RewardTable, classify_call, values_equal
-from tl_lightning.data.sources import (
-    BfclAnswer,
-    bfcl_answer_from_calls,
-    bfcl_expected_calls,
-    bfcl_unscorable_reason,
-)
 
 BENCHMARKS = ("rotbench", "toolalpaca", "bfcl", "generic")
 

@@ -37,10 +37,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from tl_lightning import evaluate
 from tl_lightning.cli import main as cli_main
+from tl_lightning.data.sources import data_root
+from tl_lightning.export import export_pretrained
 
-# The shared data folder: $TL_SHARED_DATA, else ../shared/data beside the repository.
-DEFAULT_DATA_ROOT = Path(os.environ.get("TL_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
 SFT_CONFIG = "configs/reproduce/sft.yaml"
 IRM_CONFIG = "configs/reproduce/irm.yaml"
 SYNTHETIC_TRAIN = "synthetic-sft:train?n=1200&error_rate=0.3"
@@ -156,7 +157,7 @@ def training_paths(data_root: Path) -> list[str]:
     missing = [str(p) for p in files if not p.exists()]
     if missing:
         raise FileNotFoundError(f"training data not found: {missing} (pass --data-root, the folder holding "
-                                "Seal-Tools/, API-Bank/, BFCL_v3/, ToolAlpaca/ and RoTBench/, or set TL_SHARED_DATA)")
+                                "Seal-Tools/, API-Bank/, BFCL_v3/, ToolAlpaca/ and RoTBench/, or set TL_LIGHTNING_DATA)")
     return [SYNTHETIC_TRAIN, *map(str, files)]
 
 
@@ -195,8 +196,6 @@ def fit_and_export(config: str, run: Run, run_dir: Path, budget: Budget, data_ro
                    overrides: Sequence[str]):
     """``fit`` on the training mix from ``model`` (resuming an earlier attempt), then the trained
     model as an HF folder in ``<run_dir>/hf_model``; returns the CLI object (trainer, model, data)."""
-    from tl_lightning.export import export_pretrained
-
     common = [f"--model.init_args.model_name={model}", f"--model.init_args.seed={run.seed}",
               f"--data.data_path={json.dumps(training_paths(data_root))}", f"--data.max_length={budget.max_length}",
               f"--data.batch_size={budget.batch_size}", f"--data.seed={run.seed}"]
@@ -230,8 +229,6 @@ def train(run: Run, run_dir: Path, budget: Budget, output: Path, data_root: Path
 def evaluate_model(model: str, run_dir: Path, budget: Budget, data_root: Path, progress: Progress,
                    progress_path: Path) -> dict[str, dict[str, Any]]:
     """``evaluate run`` on every set not yet scored in an earlier attempt; the figures by set."""
-    from tl_lightning import evaluate
-
     results = {}
     for name, benchmark, data in EVAL_SETS:
         out = run_dir / "eval" / name
@@ -363,9 +360,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--only", default=None, help="one run, ARM:SEED (what --jobs starts)")
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time (subprocesses, cores split between them)")
     parser.add_argument("--no-report", action="store_true", help="do not write the results (--only runs)")
-    parser.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT,
+    parser.add_argument("--data-root", type=Path, default=data_root(),
                         help="folder holding Seal-Tools/, API-Bank/, BFCL_v3/, ToolAlpaca/, RoTBench/ "
-                             "(default: $TL_SHARED_DATA, else ../shared/data beside the repository)")
+                             "(default: $TL_LIGHTNING_DATA, else ../shared/data)")
     parser.add_argument("--output", type=Path, default=Path("runs/reproduce"), help="run folders")
     parser.add_argument("--results", type=Path, default=Path("results"), help="where ablation.md/.json and PNGs go")
     parser.add_argument("--model", default=defaults.model, help="base model: built-in name, HF id or folder")
@@ -389,6 +386,7 @@ def budget_of(args: argparse.Namespace) -> Budget:
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
+    # imported here: the report reads this module's arms and sets (a top-level import would be a cycle)
     from tl_lightning.ablation_report import write_results
 
     args = parse_args(argv)

@@ -57,7 +57,7 @@ from dataclasses import astuple, dataclass, fields
 from typing import Any, Union
 
 from tl_lightning.calls import ParseFailure, normalize_value, parse_calls
-from tl_lightning.data.records import ToolCall, ToolSpec
+from tl_lightning.records import ToolCall, ToolSpec
 
 Gold = Union[ToolCall, str, Sequence[Any]]
 

@@ -25,9 +25,9 @@ from tl_lightning.data.datamodule import (
     truncated_answers_warning,
 )
 from tl_lightning.data.mae import apply_mae
-from tl_lightning.data.records import DataError
 from tl_lightning.data.render import render_prompt
 from tl_lightning.data.tokenize import TokenizedSample
+from tl_lightning.records import DataError
 
 
 def _dm(tokenizer, **kw) -> ToolUseDataModule:

@@ -17,8 +17,8 @@ from tl_lightning.data.mae import (
     normalise,
     select_turns,
 )
-from tl_lightning.data.records import Message, ToolCall, ToolSpec, Trajectory
 from tl_lightning.data.sources import read_trajectories
+from tl_lightning.records import Message, ToolCall, ToolSpec, Trajectory
 
 TOOLS = (ToolSpec("search", "Search.", {"type": "object", "properties": {"q": {"type": "string"}}}),
          ToolSpec("finish", "Answer.", {"type": "object", "properties": {"answer": {"type": "string"}}}))

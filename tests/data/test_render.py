@@ -11,7 +11,6 @@ import jinja2
 import pytest
 
 from tl_lightning.data.mae import Sample, apply_mae
-from tl_lightning.data.records import Message, ToolCall, ToolSpec, Trajectory
 from tl_lightning.data.render import (
     CODELLAMA_TEMPLATE,
     OUTPUT_PREFIX,
@@ -22,6 +21,7 @@ from tl_lightning.data.render import (
     render_sample,
     template_support,
 )
+from tl_lightning.records import Message, ToolCall, ToolSpec, Trajectory
 
 
 def spec(name: str, description: str, required=(), optional=()) -> ToolSpec:

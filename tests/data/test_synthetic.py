@@ -7,7 +7,6 @@ from collections import Counter
 import pytest
 
 from tl_lightning.data.mae import DEFAULT_DETECTOR, apply_mae, select_turns
-from tl_lightning.data.records import ToolCall
 from tl_lightning.data.synthetic import (
     ERROR_KINDS,
     FUNCTIONS,
@@ -16,6 +15,7 @@ from tl_lightning.data.synthetic import (
     generate_trajectories,
     make_world,
 )
+from tl_lightning.records import ToolCall
 
 
 @pytest.fixture(scope="module")

@@ -9,10 +9,8 @@ from transformers import PreTrainedTokenizerFast
 
 from tests.data.test_render import PAPER_GOLD, PAPER_TOOLS, conversation
 from tl_lightning.data.mae import LAYOUTS, Sample, apply_mae
-from tl_lightning.data.records import Message, Trajectory
 from tl_lightning.data.render import PROMPT_FORMATS, render_prompt, render_sample
 from tl_lightning.data.tokenize import (
-    IGNORE_INDEX,
     common_prefix_length,
     bos_to_add,
     encode_prompt,
@@ -20,6 +18,8 @@ from tl_lightning.data.tokenize import (
     key_token_weight,
     tokenize_rendered,
 )
+from tl_lightning.losses import IGNORE_INDEX
+from tl_lightning.records import Message, Trajectory
 
 
 def paper_sample() -> Sample:

@@ -18,9 +18,10 @@ import sys
 from typing import Any, Sequence
 
 from tl_lightning.data import world
+from tl_lightning.data.formats import FORMATS
 from tl_lightning.data.mae import ErrorDetector, apply_mae
-from tl_lightning.data.records import DataError, Trajectory, exit_on_bad_input
-from tl_lightning.data.sources import FORMATS, ON_ERROR, read_trajectories_with_report, write_jsonl
+from tl_lightning.data.sources import ON_ERROR, read_trajectories_with_report, write_jsonl
+from tl_lightning.records import DataError, Trajectory, exit_on_bad_input
 
 SYNTHETIC = "synthetic"
 

@@ -50,11 +50,14 @@ from lightning.pytorch import LightningDataModule
 from torch.utils.data import BatchSampler, DataLoader, Sampler
 
 from tl_lightning.data import world
+from tl_lightning.data.formats import scored_turn
 from tl_lightning.data.mae import LAYOUTS, ErrorDetector, Sample, apply_mae
-from tl_lightning.data.records import DataError, ToolCall, ToolSpec, Trajectory
 from tl_lightning.data.render import PROMPT_FORMATS, choose_prompt_format, render_prompt, render_sample
 from tl_lightning.data.sources import read_trajectories_with_report
-from tl_lightning.data.tokenize import IGNORE_INDEX, TokenizedSample, encode_prompt, tokenize_rendered
+from tl_lightning.data.tokenize import TokenizedSample, encode_prompt, tokenize_rendered
+from tl_lightning.losses import IGNORE_INDEX
+from tl_lightning.modeling import load_tokenizer
+from tl_lightning.records import DataError, ToolCall, ToolSpec, Trajectory
 
 STAGES = ("sft", "rl", "eval", "env")
 OVERLENGTH = ("drop", "raise")
@@ -154,19 +157,15 @@ def truncated_answers_warning(lengths: Sequence[int], max_new_tokens: int, toler
             f"raise max_new_tokens to at least {p99}")
 
 
-# Source formats whose benchmark scores the FIRST assistant turn (ToolAlpaca: its first gold step);
-# every other benchmark (RoTBench, BFCL, ...) scores the last one.
-FIRST_TURN_FORMATS = frozenset({"toolalpaca"})
-
-
 def gold_turn_index(traj: Trajectory) -> int:
-    """The message index of the assistant turn a benchmark scores: the first one when
-    ``traj.meta["format"]`` is in ``FIRST_TURN_FORMATS`` (ToolAlpaca), else the last one.
-    (``meta["format"]`` is set by the reader and kept through the normalized JSONL.)"""
+    """The message index of the assistant turn a benchmark scores: the format registry's
+    ``scored_turn`` of ``traj.meta["format"]``, the first turn for ToolAlpaca (its first gold
+    step), else the last one. (``meta["format"]`` is set by the reader and kept through the
+    normalized JSONL.)"""
     turns = traj.assistant_turns()
     if not turns:
         raise DataError("no assistant turn, so no gold answer to score", record_id=traj.id)
-    return turns[0] if traj.meta.get("format") in FIRST_TURN_FORMATS else turns[-1]
+    return turns[0] if scored_turn(traj.meta.get("format")) == "first" else turns[-1]
 
 
 def make_eval_prompts(trajs: Iterable[Trajectory], tokenizer: Any, *, prompt_format: str,
@@ -557,8 +556,8 @@ class ToolUseDataModule(LightningDataModule):
         if self._prepared:  # Lightning calls setup once per trainer entry point
             return
         if self.tokenizer is None:
+            # here, not at the top: export imports pkt, which imports this module
             from tl_lightning.export import saved_prompt_format
-            from tl_lightning.modeling import load_tokenizer
 
             self.tokenizer = load_tokenizer(self.tokenizer_name)
             self.model_prompt_format = saved_prompt_format(self.tokenizer_name)

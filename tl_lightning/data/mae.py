@@ -34,7 +34,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from tl_lightning.data.records import Trajectory
+from tl_lightning.records import Trajectory
 
 DEFAULT_ERROR_PATTERNS: tuple[str, ...] = (
     "is not defined",

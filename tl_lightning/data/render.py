@@ -62,7 +62,7 @@ from typing import Any, Sequence
 
 from tl_lightning.calls import format_call_spans
 from tl_lightning.data.mae import Sample
-from tl_lightning.data.records import Message, ToolCall, ToolSpec, Trajectory
+from tl_lightning.records import Message, ToolCall, ToolSpec, Trajectory
 
 PROMPT_FORMATS = ("codellama", "chat_template")
 DEFAULT_PROMPT_FORMAT = "codellama"

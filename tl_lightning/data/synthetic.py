@@ -34,7 +34,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from tl_lightning.data.records import Message, ToolCall, ToolSpec, Trajectory, validate_trajectory
+from tl_lightning.records import Message, ToolCall, ToolSpec, Trajectory, validate_trajectory
 
 ERROR_KINDS = ("missing_argument", "unexpected_argument", "unknown_function", "bad_value")
 

@@ -28,8 +28,7 @@ from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 from tl_lightning.data.render import Rendered
-
-IGNORE_INDEX = -100
+from tl_lightning.losses import IGNORE_INDEX
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,9 @@ import json
 import pytest
 
 from tl_lightning.data.mae import DEFAULT_DETECTOR
-from tl_lightning.data.records import ToolCall
 from tl_lightning.data.world import World
 from tl_lightning.data.world.executor import check_call, value_problem
+from tl_lightning.records import ToolCall
 
 
 @pytest.fixture(scope="module")

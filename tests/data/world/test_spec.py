@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from tl_lightning.data import synthetic as classic
-from tl_lightning.data.records import DataError
 from tl_lightning.data.sources import detect_format, read_trajectories, read_trajectories_with_report
 from tl_lightning.data.world import generate_prompts, generate_trajectories
 from tl_lightning.data.world.spec import SyntheticSpec, is_synthetic_spec, parse_spec, read_spec
+from tl_lightning.records import DataError
 
 
 def test_grammar_and_defaults():

@@ -30,9 +30,9 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from tl_lightning.data.records import ToolCall, ToolSpec
 from tl_lightning.data.world.tools import Domain, Tool, build_domains, heldout_domain_names
 from tl_lightning.data.world.vocabulary import DATE_PATTERN, TITLES, Resource, date, measure_value
+from tl_lightning.records import ToolCall, ToolSpec
 
 ERROR_KINDS = ("unknown_tool", "unexpected_argument", "missing_argument", "bad_value", "transient")
 """How a call can fail: the first four are the caller's fault, ``transient`` is the service's."""

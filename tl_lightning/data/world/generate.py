@@ -23,11 +23,11 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from tl_lightning.data.records import Message, ToolCall, Trajectory, validate_trajectory
 from tl_lightning.data.world.executor import ERROR_KINDS, Result, World
 from tl_lightning.data.world.tasks import SPLITS, Task, make_task
 from tl_lightning.data.world.tools import Tool
 from tl_lightning.data.world.vocabulary import styled
+from tl_lightning.records import Message, ToolCall, Trajectory, validate_trajectory
 
 HALLUCINATED_ARGUMENTS = {"verbose": True, "format": "json", "user_id": "me", "max_results": 3}
 SYNONYMS = {"query": "keyword", "status": "state", "title": "name", "changes": "fields", "tags": "labels",

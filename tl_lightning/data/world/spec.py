@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
 from tl_lightning.data import synthetic as classic
-from tl_lightning.data.records import DataError, Trajectory
 from tl_lightning.data.world.generate import generate_prompts, generate_trajectories
 from tl_lightning.data.world.tasks import SPLITS
+from tl_lightning.records import DataError, Trajectory
 
 PROMPTS, TRAJECTORIES = "synthetic", "synthetic-sft"
 CLASSIC = "classic"

@@ -25,10 +25,10 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from tl_lightning.data.records import ToolCall, ToolSpec
 from tl_lightning.data.world import queries, vocabulary as vocab
 from tl_lightning.data.world.executor import World
 from tl_lightning.data.world.tools import ACTIONS, Domain, Tool
+from tl_lightning.records import ToolCall, ToolSpec
 
 KIND_WEIGHTS = {"single": 0.6, "parallel": 0.2, "two_step": 0.2}
 FOURTH_TOOL_RATE = 0.4

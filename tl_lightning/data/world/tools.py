@@ -19,7 +19,6 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from tl_lightning.data.records import ToolSpec
 from tl_lightning.data.world.vocabulary import (
     PRIORITIES,
     RESOURCES,
@@ -30,6 +29,7 @@ from tl_lightning.data.world.vocabulary import (
     parameter_name,
     styled,
 )
+from tl_lightning.records import ToolSpec
 
 
 @dataclass(frozen=True)
