@@ -12,15 +12,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from tl_lightning.export import (
-    FORMAT_RECORD,
-    HFExport,
-    checkpoint_prompt_format,
-    export_checkpoint,
-    export_pretrained,
-    main,
-    saved_prompt_format,
-)
+from tl_lightning.data.prompt_record import FORMAT_RECORD, checkpoint_prompt_format, saved_prompt_format
+from tl_lightning.export import HFExport, export_checkpoint, export_pretrained, main
 from tl_lightning.modeling import TINY_LLAMA, LoraOptions, load_model, load_tokenizer
 
 LORA = LoraOptions(r=4, dropout=0.0, target_modules=("q_proj", "v_proj", "down_proj"))

@@ -54,10 +54,10 @@ from tl_lightning.bfcl_answers import BfclAnswer, bfcl_unscorable_reason
 from tl_lightning.calls import ParseFailure, format_call, parse_calls
 from tl_lightning.data.datamodule import gold_turn_index
 from tl_lightning.data.formats.reading import read_text
+from tl_lightning.data.prompt_record import checkpoint_prompt_format, saved_prompt_format
 from tl_lightning.data.render import DEFAULT_PROMPT_FORMAT, choose_prompt_format, render_prompt
 from tl_lightning.data.sources import read_trajectories
 from tl_lightning.data.tokenize import encode_prompt
-from tl_lightning.export import checkpoint_prompt_format, saved_prompt_format
 from tl_lightning.generation import StopRule, generate
 from tl_lightning.metrics import BENCHMARKS, ToolCallMetrics, item_category, score_item
 from tl_lightning.modeling import load_model, load_tokenizer

@@ -12,10 +12,7 @@
   exactly the function the QLoRA model computed, without any bitsandbytes dependency.
 
 The prompt format travels with the model: the folder gets ``tl_lightning.json``
-(``FORMAT_RECORD``: ``prompt_format`` and ``call_syntax``, how the model was trained to be
-prompted and to write calls). ``saved_prompt_format`` reads it back; the DataModule (through
-``connect``), ``evaluate run`` and ``ToolCallEvaluator`` then default to it, and warn when told to
-use another format.
+(``data.prompt_record.FORMAT_RECORD``: how the model was trained to be prompted and to write calls).
 
 Usage: the ``HFExport`` callback at the end of ``fit``, ``export_pretrained`` from Python, or
 ``python -m tl_lightning.export --ckpt_path last.ckpt --output model_dir [--no-merge_lora]``.
@@ -25,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import shutil
 from pathlib import Path
 
@@ -33,36 +29,9 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from torch import nn
 
-from tl_lightning.data.render import call_syntax
+from tl_lightning.data.prompt_record import checkpoint_prompt_format, write_format_record
 from tl_lightning.modeling import write_folder_atomically
-
-FORMAT_RECORD = "tl_lightning.json"
-
-
-def write_format_record(out_dir: str | Path, prompt_format: str, tokenizer) -> Path:
-    """Write ``FORMAT_RECORD`` into ``out_dir``: the prompt format and call syntax the model was
-    trained with."""
-    record = {"prompt_format": prompt_format, "call_syntax": call_syntax(prompt_format, tokenizer)}
-    path = Path(out_dir) / FORMAT_RECORD
-    path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    return path
-
-
-def saved_prompt_format(model_dir: str | Path) -> str | None:
-    """The prompt format recorded in an exported folder, or None (not a folder, e.g. a hub id or
-    a built-in name, or a folder without a record: a model not trained here)."""
-    path = Path(model_dir) / FORMAT_RECORD
-    if not path.is_file():
-        return None
-    return json.loads(path.read_text(encoding="utf-8")).get("prompt_format")
-
-
-def checkpoint_prompt_format(ckpt_path: str | Path) -> str | None:
-    """The prompt format a Lightning checkpoint's data was rendered in (``ToolUseDataModule``
-    records it in its hyper-parameters), or None. Memory-mapped: the weights are not read."""
-    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=False, mmap=True)
-    return (checkpoint.get("datamodule_hyper_parameters") or {}).get("prompt_format")
-
+from tl_lightning.pkt import PKTModule
 
 def is_peft_model(model: nn.Module) -> bool:
     """Whether ``model`` is wrapped by peft (has adapters)."""
@@ -278,8 +247,6 @@ def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path, merge_lora: bo
                       overwrite: bool = False) -> Path:
     """Export a ``PKTModule`` Lightning checkpoint (a ``.ckpt`` file) as an HF folder, with the
     prompt format of its data (``checkpoint_prompt_format``)."""
-    from tl_lightning.pkt import PKTModule  # here, not at the top: pkt imports this module
-
     if Path(ckpt_path).is_dir():
         raise IsADirectoryError(
             f"{ckpt_path} is a sharded (distributed) checkpoint folder; export needs a single-file "

@@ -16,7 +16,7 @@ from torch import nn
 from torchmetrics import MeanMetric
 
 from tl_lightning.data.datamodule import model_inputs
-from tl_lightning.export import saved_prompt_format
+from tl_lightning.data.prompt_record import saved_prompt_format
 from tl_lightning.generation import StopRule, generate, single_call_rule
 from tl_lightning.losses import SupervisedTokens, prediction_mask, supervised_tokens, token_hits, weighted_token_ce_sums
 from tl_lightning.modeling import SMOLLM2, LoraOptions, load_model, load_tokenizer

@@ -92,6 +92,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 
 from tl_lightning.data.datamodule import truncated_answers_warning
+from tl_lightning.data.prompt_record import saved_prompt_format
 from tl_lightning.environments import Environment
 from tl_lightning.episodes import (
     EpisodeOptions,
@@ -101,7 +102,7 @@ from tl_lightning.episodes import (
     run_episodes,
     void_neutral_rewards,
 )
-from tl_lightning.export import export_pkt_checkpoint, saved_prompt_format
+from tl_lightning.export import export_pkt_checkpoint
 from tl_lightning.generation import Rollout, StopRule, generate, sampling_seed
 from tl_lightning.losses import (
     LOSS_AGGREGATIONS,

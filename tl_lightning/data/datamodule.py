@@ -52,6 +52,7 @@ from torch.utils.data import BatchSampler, DataLoader, Sampler
 from tl_lightning.data import world
 from tl_lightning.data.formats import scored_turn
 from tl_lightning.data.mae import LAYOUTS, ErrorDetector, Sample, apply_mae
+from tl_lightning.data.prompt_record import saved_prompt_format
 from tl_lightning.data.render import PROMPT_FORMATS, choose_prompt_format, render_prompt, render_sample
 from tl_lightning.data.sources import read_trajectories_with_report
 from tl_lightning.data.tokenize import TokenizedSample, encode_prompt, tokenize_rendered
@@ -556,9 +557,6 @@ class ToolUseDataModule(LightningDataModule):
         if self._prepared:  # Lightning calls setup once per trainer entry point
             return
         if self.tokenizer is None:
-            # here, not at the top: export imports pkt, which imports this module
-            from tl_lightning.export import saved_prompt_format
-
             self.tokenizer = load_tokenizer(self.tokenizer_name)
             self.model_prompt_format = saved_prompt_format(self.tokenizer_name)
         # in the hyper-parameters, so checkpoints (and HFExport) record the format used

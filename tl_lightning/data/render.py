@@ -66,7 +66,7 @@ from tl_lightning.records import Message, ToolCall, ToolSpec, Trajectory
 
 PROMPT_FORMATS = ("codellama", "chat_template")
 DEFAULT_PROMPT_FORMAT = "codellama"
-"""The format used when neither a config nor the model's record (``export.FORMAT_RECORD``) names one."""
+"""The format used when neither a config nor the model's record (``prompt_record.FORMAT_RECORD``) names one."""
 
 CODELLAMA_TEMPLATE = (
     "{% for message in messages %}{{message['role'] + ': ' + message['content']}}{% if loop.last %}"
