@@ -11,8 +11,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from tl_lightning.losses import IGNORE_INDEX
-from tl_lightning.modeling import TINY_LLAMA, LoraOptions
-from tl_lightning.pkt import PKTModule, decoder_layers
+from tl_lightning.modeling import TINY_LLAMA, LoraOptions, decoder_layers
+from tl_lightning.pkt import PKTModule
 
 
 def sft_batch(seed: int, batch_size: int = 2, length: int = 12, vocab: int = 500) -> dict:

@@ -188,7 +188,7 @@ def test_fit_start_warns_when_gold_answers_do_not_fit(max_new_tokens):
 
 def test_a_non_finite_loss_stops_before_the_optimizer_step():
     module = IRMPPOModule(model_name=TINY_LLAMA, lora=LORA)
-    with pytest.raises(FloatingPointError, match="PPO value loss is nan at batch index 3"):
+    with pytest.raises(FloatingPointError, match="PPO value loss is nan at global step 0, batch index 3"):
         module._backward(torch.tensor(float("nan")), "value", 3)  # before any backward or step
 
 

@@ -47,7 +47,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import lightning.pytorch as pl
 import torch
 
 from tl_lightning.bfcl_answers import BfclAnswer, bfcl_unscorable_reason
@@ -59,6 +58,7 @@ from tl_lightning.data.render import DEFAULT_PROMPT_FORMAT, choose_prompt_format
 from tl_lightning.data.sources import read_trajectories
 from tl_lightning.data.tokenize import encode_prompt
 from tl_lightning.generation import StopRule, generate
+from tl_lightning.lm_module import CausalLMModule
 from tl_lightning.metrics import BENCHMARKS, ToolCallMetrics, item_category, score_item
 from tl_lightning.modeling import load_model, load_tokenizer
 from tl_lightning.pkt import PKTModule
@@ -356,7 +356,7 @@ def load_for_generation(model: str, ckpt_path: str | None = None, dtype: str = "
 # the same through Lightning: python train.py test --config configs/eval/<benchmark>.yaml
 
 
-class ToolCallEvaluator(pl.LightningModule):
+class ToolCallEvaluator(CausalLMModule):
     """Generate and score TS / PI / CF on ``ToolUseDataModule(stage="eval")`` batches, so that
     ``python train.py test --config configs/eval/rotbench.yaml`` gives ``run``'s figures (logged
     as ``test/ts``, ``test/pi``, ``test/cf``) on any devices / strategy Lightning offers.
@@ -377,25 +377,20 @@ class ToolCallEvaluator(pl.LightningModule):
         self.save_hyperparameters()
         self.tool_metrics = ToolCallMetrics(benchmark)
         self.model = None
-        self._tokenizer = None
 
-    @property
-    def tokenizer(self):
-        """The evaluated model's tokenizer (the DataModule's ``connect`` takes it)."""
-        if self._tokenizer is None:
-            name = self.hparams.model_name
-            if self.hparams.pkt_checkpoint:
-                checkpoint = torch.load(self.hparams.pkt_checkpoint, map_location="cpu", weights_only=False)
-                name = checkpoint["hyper_parameters"]["model_name"]
-            self._tokenizer = load_tokenizer(name)
-        return self._tokenizer
+    def model_source(self) -> str:
+        """``model_name``, or the model a ``pkt_checkpoint`` was trained from (its tokenizer)."""
+        if self.hparams.pkt_checkpoint:
+            checkpoint = torch.load(self.hparams.pkt_checkpoint, map_location="cpu", weights_only=False)
+            return checkpoint["hyper_parameters"]["model_name"]
+        return self.hparams.model_name
 
     @property
     def recorded_prompt_format(self) -> str | None:
         """The prompt format the evaluated model was trained with, or None (not recorded)."""
         if self.hparams.pkt_checkpoint:
             return checkpoint_prompt_format(self.hparams.pkt_checkpoint)
-        return saved_prompt_format(self.hparams.model_name)
+        return super().recorded_prompt_format
 
     def configure_model(self) -> None:
         if self.model is not None:
@@ -404,11 +399,6 @@ class ToolCallEvaluator(pl.LightningModule):
             self.model = PKTModule.load_from_checkpoint(self.hparams.pkt_checkpoint, map_location="cpu").model
         else:
             self.model = load_model(self.hparams.model_name, dtype=self.hparams.dtype)
-
-    def transfer_batch_to_device(self, batch: dict, device, dataloader_idx: int) -> dict:
-        # Only the tensors move; Lightning's default walks into the frozen ToolCall / ToolSpec
-        # dataclasses of gold and tools and fails on them.
-        return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
         benchmark = self.hparams.benchmark

@@ -11,7 +11,7 @@ Built-in names:
   ``from_pretrained`` path as a real model (which bitsandbytes quantization needs).
 
 ``load_model`` adds the training options: dtype, gradient checkpointing, LoRA (peft) and
-QLoRA (bitsandbytes 4-bit nf4 / 8-bit).
+QLoRA (bitsandbytes 4-bit nf4 / 8-bit); ``shard_model`` is the FSDP2 layout every module uses.
 """
 
 from __future__ import annotations
@@ -213,6 +213,11 @@ class LoraOptions:
         )
 
 
+def lora_options(value: LoraOptions | dict | None) -> LoraOptions | None:
+    """``value`` as ``LoraOptions`` (a checkpoint's hyper-parameters hold it as a plain dict)."""
+    return LoraOptions(**value) if isinstance(value, dict) else value
+
+
 def parse_dtype(dtype: str | torch.dtype) -> torch.dtype | str:
     """``"float32"|"bfloat16"|"float16"`` → the torch dtype; ``"auto"`` (the checkpoint's own
     dtype) passes through for ``from_pretrained``."""
@@ -380,3 +385,25 @@ def disable_dropout(model: nn.Module) -> None:
         for name, value in list(vars(module).items()):
             if "dropout" in name and isinstance(value, float):
                 setattr(module, name, 0.0)
+
+
+def decoder_layers(model: nn.Module) -> list[nn.Module]:
+    """The repeated transformer blocks of a (possibly peft-wrapped) HF model, for FSDP2 units.
+
+    HF models name them in ``_no_split_modules`` (e.g. ``LlamaDecoderLayer``).
+    """
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    names = set(getattr(base, "_no_split_modules", None) or ())
+    layers = [m for m in base.modules() if type(m).__name__ in names]
+    if not layers:
+        raise ValueError(f"{type(base).__name__} declares no decoder layer class (_no_split_modules) to shard")
+    return layers
+
+
+def shard_model(model: nn.Module, mesh) -> None:
+    """FSDP2: one ``fully_shard`` unit per decoder layer, then the root (embeddings, head, rest)."""
+    from torch.distributed.fsdp import fully_shard
+
+    for layer in decoder_layers(model):
+        fully_shard(layer, mesh=mesh)
+    fully_shard(model, mesh=mesh)

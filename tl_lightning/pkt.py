@@ -1,53 +1,29 @@
-"""PKTModule: supervised fine-tuning with the PKT key-token-weighted loss (DESIGN §2).
+"""PKTModule: supervised fine-tuning with the PKT key-token-weighted loss (docs/design.md, "PKT").
 
 Construction is cheap (no weights, no tokenizer): the model is loaded in ``configure_model()``
 so Lightning can place or shard it (FSDP2 through ``ModelParallelStrategy``), and the tokenizer
-on first use of ``self.tokenizer``.
+on first use of ``self.tokenizer`` (``lm_module.CausalLMModule``).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict
 
-import lightning.pytorch as pl
 import torch
 from torch import nn
 from torchmetrics import MeanMetric
 
 from tl_lightning.data.datamodule import model_inputs
-from tl_lightning.data.prompt_record import saved_prompt_format
 from tl_lightning.generation import StopRule, generate, single_call_rule
+from tl_lightning.lm_module import CausalLMModule
 from tl_lightning.losses import SupervisedTokens, prediction_mask, supervised_tokens, token_hits, weighted_token_ce_sums
-from tl_lightning.modeling import SMOLLM2, LoraOptions, load_model, load_tokenizer
+from tl_lightning.modeling import SMOLLM2, LoraOptions, load_model, lora_options, shard_model
 
 STAGES = ("train", "val", "test")
 METRICS = ("loss", "token_acc", "key_token_acc")
 
 
-def decoder_layers(model: nn.Module) -> list[nn.Module]:
-    """The repeated transformer blocks of a (possibly peft-wrapped) HF model, for FSDP2 units.
-
-    HF models name them in ``_no_split_modules`` (e.g. ``LlamaDecoderLayer``).
-    """
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    names = set(getattr(base, "_no_split_modules", None) or ())
-    layers = [m for m in base.modules() if type(m).__name__ in names]
-    if not layers:
-        raise ValueError(f"{type(base).__name__} declares no decoder layer class (_no_split_modules) to shard")
-    return layers
-
-
-def shard_model(model: nn.Module, mesh) -> None:
-    """FSDP2: one ``fully_shard`` unit per decoder layer, then the root (embeddings, head, rest)."""
-    from torch.distributed.fsdp import fully_shard
-
-    for layer in decoder_layers(model):
-        fully_shard(layer, mesh=mesh)
-    fully_shard(model, mesh=mesh)
-
-
-class PKTModule(pl.LightningModule):
+class PKTModule(CausalLMModule):
     """Fine-tune a causal LM on ``stage="sft"`` batches of ``ToolUseDataModule`` with the PKT loss.
 
     Args:
@@ -58,7 +34,7 @@ class PKTModule(pl.LightningModule):
         quantization: ``None``, ``"4bit"`` (QLoRA) or ``"8bit"``; needs ``lora``.
         seed: picks tiny-llama's weights and the LoRA initialisation.
         lr, weight_decay, betas, warmup_ratio: the default AdamW + cosine schedule with linear
-            warmup (the authors' SFT settings, DESIGN §2); LightningCLI's ``--optimizer`` /
+            warmup (the authors' SFT settings, docs/design.md "PKT"); LightningCLI's ``--optimizer`` /
             ``--lr_scheduler`` replace them.
         max_new_tokens: generation length of ``predict_step`` (greedy).
     """
@@ -78,32 +54,15 @@ class PKTModule(pl.LightningModule):
         max_new_tokens: int = 256,
     ) -> None:
         super().__init__()
-        if isinstance(lora, dict):  # hparams of a checkpoint hold it as a plain dict
-            lora = LoraOptions(**lora)
+        lora = lora_options(lora)
         if quantization is not None and lora is None:
             raise ValueError(f"quantization={quantization!r} freezes the weights: it needs lora options to train")
         if not 0.0 <= warmup_ratio < 1.0:
             raise ValueError(f"warmup_ratio must be in [0, 1), got {warmup_ratio}")
-        # A dict, not the dataclass: checkpoints are read with torch.load(weights_only=True).
-        self.save_hyperparameters(ignore=["lora"])
-        self.hparams["lora"] = None if lora is None else asdict(lora)
+        self.save_options(lora=lora)
         self.lora = lora
         self.model: nn.Module | None = None
-        self._tokenizer = None
         self.metrics = nn.ModuleDict({f"{stage}_{name}": MeanMetric() for stage in STAGES for name in METRICS})
-
-    @property
-    def tokenizer(self):
-        """The model's tokenizer (loaded on first use; the DataModule's ``connect`` takes it)."""
-        if self._tokenizer is None:
-            self._tokenizer = load_tokenizer(self.hparams.model_name)
-        return self._tokenizer
-
-    @property
-    def recorded_prompt_format(self) -> str | None:
-        """The prompt format ``model_name`` was trained with, when it is a folder exported here
-        (the DataModule's default, handed over by ``connect``: ``predict`` prompts in it)."""
-        return saved_prompt_format(self.hparams.model_name)
 
     def configure_model(self) -> None:
         """Load the model once; shard it with FSDP2 when the strategy provides a device mesh."""
@@ -152,11 +111,8 @@ class PKTModule(pl.LightningModule):
             global_sums = self.trainer.strategy.reduce(global_sums, reduce_op="sum")
         global_denominator = global_sums[1].clamp_min(torch.finfo(global_sums.dtype).tiny)
         global_loss = global_sums[0] / global_denominator
-        if not torch.isfinite(global_loss):
-            raise FloatingPointError(
-                f"PKT loss is {global_loss.item()} at global step {self.global_step}, batch index {batch_idx} "
-                f"(epoch {self.current_epoch}); stopping before the optimizer step, nothing was saved for this step. "
-                "Lower the learning rate, use bf16 instead of fp16, or inspect this batch.")
+        self.check_finite(global_loss, "PKT loss", batch_idx,
+                          "Lower the learning rate, use bf16 instead of fp16, or inspect this batch.")
         self.log("train/loss", global_loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=1)
         self._update_accuracy("train", tokens, batch["key_mask"])
         self.log("train/token_acc", self.metrics["train_token_acc"], on_step=True, on_epoch=True)
@@ -193,11 +149,6 @@ class PKTModule(pl.LightningModule):
                          synced=self.device_mesh is not None and self.trainer.world_size > 1).texts
         ids = batch.get("ids") or [f"{batch_idx}:{i}" for i in range(len(texts))]
         return [{"id": sample_id, "prediction": text} for sample_id, text in zip(ids, texts)]
-
-    def transfer_batch_to_device(self, batch: dict, device: torch.device, dataloader_idx: int) -> dict:
-        """Move the tensors only: eval batches also carry python lists of frozen records (gold
-        calls, tools), which Lightning's default collection walk refuses."""
-        return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
     def configure_optimizers(self):
         """AdamW (no decay on vectors: norms, biases) + linear warmup then cosine decay, stepped per batch."""

@@ -85,14 +85,12 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import lightning.pytorch as pl
 import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 
 from tl_lightning.data.datamodule import truncated_answers_warning
-from tl_lightning.data.prompt_record import saved_prompt_format
 from tl_lightning.environments import Environment
 from tl_lightning.episodes import (
     EpisodeOptions,
@@ -124,6 +122,7 @@ from tl_lightning.losses import (
     terminal_rewards,
     token_entropy,
 )
+from tl_lightning.lm_module import CausalLMModule
 from tl_lightning.modeling import (
     SMOLLM2,
     LoraOptions,
@@ -131,9 +130,9 @@ from tl_lightning.modeling import (
     disable_dropout,
     last_hidden_state,
     load_model,
-    load_tokenizer,
+    lora_options,
+    shard_model,
 )
-from tl_lightning.pkt import shard_model
 from tl_lightning.reward import CATEGORIES, RewardTable, classify_call
 
 CRITIC_LAYOUTS = ("shared_lora", "copy")
@@ -262,10 +261,6 @@ def evaluate_rewards(model, tokenizer, dataloader, *, max_new_tokens: int = 128,
             "shares": category_shares(categories)}
 
 
-def _lora_from(value: LoraOptions | dict | None) -> LoraOptions | None:
-    return LoraOptions(**value) if isinstance(value, dict) else value
-
-
 def single_turn_scored(rollout: Rollout, gold: Sequence[Any], tools: Sequence[Any], table: RewardTable,
                        clip_score: float) -> ScoredRollout:
     """A rollout of one answer per prompt as a ``ScoredRollout``: its IRM score (clipped) on the
@@ -281,7 +276,7 @@ def single_turn_scored(rollout: Rollout, gold: Sequence[Any], tools: Sequence[An
 # the module
 
 
-class IRMPPOModule(pl.LightningModule):
+class IRMPPOModule(CausalLMModule):
     """RL with the IRM reward on ``ToolUseDataModule(stage="rl")`` prompts: PPO with a critic or a
     group-relative estimator (module docstring; DESIGN §2).
 
@@ -365,7 +360,7 @@ class IRMPPOModule(pl.LightningModule):
         episodes: EpisodeOptions | None = None,
     ) -> None:
         super().__init__()
-        lora, critic_lora = _lora_from(lora), _lora_from(critic_lora)
+        lora, critic_lora = lora_options(lora), lora_options(critic_lora)
         if advantage_estimator not in ESTIMATORS:
             raise ValueError(f"advantage_estimator must be one of {tuple(ESTIMATORS)}, got {advantage_estimator!r}")
         if loss_aggregation is not None and loss_aggregation not in LOSS_AGGREGATIONS:
@@ -401,12 +396,8 @@ class IRMPPOModule(pl.LightningModule):
         self.environment = environment
         self.episode_options = (EpisodeOptions(**episodes) if isinstance(episodes, dict)
                                 else episodes or EpisodeOptions())
-        # Dicts, not dataclasses, in hparams: checkpoints are read with torch.load(weights_only=True).
-        # The environment is not in them (an object; the CLI's config.yaml records it).
-        self.save_hyperparameters(ignore=["lora", "critic_lora", "environment", "episodes"])
-        self.hparams["episodes"] = asdict(self.episode_options)
-        self.hparams["lora"] = None if lora is None else asdict(lora)
-        self.hparams["critic_lora"] = None if critic_lora is None else asdict(critic_lora)
+        # The environment is not in the hyper-parameters (an object; the CLI's config.yaml records it).
+        self.save_options(ignore=["environment"], episodes=self.episode_options, lora=lora, critic_lora=critic_lora)
         self.has_critic = has_critic
         self.loss_aggregation = loss_aggregation or ESTIMATORS[advantage_estimator]
         self.lora = lora
@@ -419,7 +410,6 @@ class IRMPPOModule(pl.LightningModule):
         self.critic: nn.Module | None = None  # only for gae with critic_layout="copy"
         self.value_head: ValueHead | None = None  # only for gae
         self.phase_seconds: dict[str, float] = {}  # the last training step's, by phase (PHASES)
-        self._tokenizer = None
         self._rng_to_restore: dict[str, Any] | None = None
 
     # ---- models
@@ -429,27 +419,16 @@ class IRMPPOModule(pl.LightningModule):
         """The policy being trained (the actor), under the name ``export.HFExport`` reads."""
         return self.actor
 
-    @property
-    def tokenizer(self):
-        """The model's tokenizer (loaded on first use; the DataModule's ``connect`` takes it)."""
-        if self._tokenizer is None:
-            self._tokenizer = load_tokenizer(self._model_source())
-        return self._tokenizer
-
-    @property
-    def recorded_prompt_format(self) -> str | None:
-        """The prompt format the PKT model was trained with (recorded in its exported folder, or
-        its checkpoint's): the default of the DataModule's prompts, handed over by ``connect``."""
-        return saved_prompt_format(self._model_source())
-
-    def _model_source(self) -> str:
+    def model_source(self) -> str:
+        """The PKT model: ``model_name``, or the HF folder exported once from ``init_checkpoint``
+        (which records the checkpoint's prompt format)."""
         if self.hparams.init_checkpoint is None:
             return self.hparams.model_name
         return str(export_pkt_checkpoint(self.hparams.init_checkpoint))
 
     def _load(self, lora: LoraOptions | None) -> nn.Module:
         hp = self.hparams
-        model = load_model(self._model_source(), dtype=hp.dtype, gradient_checkpointing=hp.gradient_checkpointing,
+        model = load_model(self.model_source(), dtype=hp.dtype, gradient_checkpointing=hp.gradient_checkpointing,
                            lora=lora, quantization=hp.quantization, seed=hp.seed)
         disable_dropout(model)
         return model
@@ -684,11 +663,6 @@ class IRMPPOModule(pl.LightningModule):
         if message is not None:
             rank_zero_warn(message)
 
-    def transfer_batch_to_device(self, batch: dict[str, Any], device: torch.device, dataloader_idx: int) -> dict:
-        """Move the tensors only: ``gold`` and ``tools`` hold frozen dataclasses, which Lightning's
-        generic collection mover refuses."""
-        return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-
     def _minibatches(self, batch_size: int) -> list[torch.Tensor]:
         size = self.hparams.minibatch_size or batch_size
         order = torch.arange(batch_size, device=self.device)
@@ -842,11 +816,8 @@ class IRMPPOModule(pl.LightningModule):
 
     def _backward(self, loss: torch.Tensor, name: str, batch_idx: int) -> None:
         """Backpropagate ``loss``; a non-finite loss stops the run before it touches the weights."""
-        if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"PPO {name} loss is {loss.item()} at batch index {batch_idx} (epoch {self.current_epoch}, "
-                f"global step {self.global_step}); stopping before the optimizer step. Lower the learning "
-                "rates, or check the rewards and the model's dtype.")
+        self.check_finite(loss, f"PPO {name} loss", batch_idx,
+                          "Lower the learning rates, or check the rewards and the model's dtype.")
         self.manual_backward(loss)
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
