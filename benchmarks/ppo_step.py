@@ -73,6 +73,7 @@ from tl_lightning import ppo
 from tl_lightning.generation import Rollout, StopRule
 from tl_lightning.data.datamodule import PromptSample, ToolUseDataModule, collate_prompts
 from tl_lightning.modeling import SMOLLM2, TINY_LLAMA, LoraOptions, resolve_model_path
+from tl_lightning.rollouts import score_responses
 
 PHASES = ("generation", "scoring", "passes", "updates")
 ROLLOUT_PHASES = ("generation", "scoring", "passes")
@@ -262,7 +263,7 @@ class TRLIteration:
         generated = time.perf_counter()
         self.response_lengths = [len(r) for r in responses]
         texts = [StopRule().cut(self.tokenizer.decode(r.tolist())) for r in responses]
-        scores, _ = ppo.score_responses(texts, [p.gold for p in self.prompts], [p.tools for p in self.prompts])
+        scores, _ = score_responses(texts, [p.gold for p in self.prompts], [p.tools for p in self.prompts])
         scored = time.perf_counter()
         stats = self.trainer.step(self.queries, responses, list(scores))
         end = time.perf_counter()

@@ -66,6 +66,7 @@ from benchmarks.ppo_step import (
 from tl_lightning import ppo
 from tl_lightning.data.datamodule import PromptSample
 from tl_lightning.modeling import SMOLLM2, TINY_LLAMA, resolve_model_path
+from tl_lightning.rollouts import ROLLOUT_STOP, score_responses
 
 PHASES = ppo.PHASES
 GROUP_KL = dict(kl_coef=0.04, kl_mode="loss")
@@ -128,8 +129,8 @@ class TRLGRPO:
         def irm_reward(prompts: list[str], completions: list[str], **kwargs: Any) -> list[float]:
             gold = [by_text[p].gold for p in prompts]
             tools = [by_text[p].tools for p in prompts]
-            cut = [ppo.ROLLOUT_STOP.cut(c) for c in completions]
-            return ppo.score_responses(cut, gold, tools)[0].tolist()
+            cut = [ROLLOUT_STOP.cut(c) for c in completions]
+            return score_responses(cut, gold, tools)[0].tolist()
 
         config = GRPOConfig(
             output_dir=output_dir, use_cpu=True, bf16=False, report_to="none", save_strategy="no",

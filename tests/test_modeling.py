@@ -20,6 +20,7 @@ from tl_lightning.modeling import (
     guard_cpu_4bit,
     load_model,
     load_tokenizer,
+    lora_options,
     parse_dtype,
 )
 
@@ -250,3 +251,8 @@ def test_disable_dropout_reaches_the_attention_modules(smollm2_tokenizer):
         rollout = gather_logprobs(model.eval()(input_ids=ids).logits[:, :-1], ids[:, 1:])
         update = gather_logprobs(model.train()(input_ids=ids).logits[:, :-1], ids[:, 1:])
     torch.testing.assert_close(update, rollout, rtol=0, atol=1e-6)
+
+
+def test_lora_options_from_a_checkpoint_dict():
+    assert lora_options({"r": 4, "target_modules": ["q_proj"]}) == LoraOptions(r=4, target_modules=("q_proj",))
+    assert lora_options(NO_DROPOUT) is NO_DROPOUT and lora_options(None) is None

@@ -24,16 +24,9 @@ from torch.utils.data import DataLoader
 from tl_lightning.losses import gather_logprobs
 from tl_lightning.modeling import TINY_LLAMA, LoraOptions, load_model
 from tl_lightning import ppo
-from tl_lightning.ppo import (
-    AdaptiveKLController,
-    FixedKLController,
-    IRMPPOModule,
-    category_shares,
-    evaluate_rewards,
-    group_reward_stats,
-    repeat_prompts,
-    score_responses,
-)
+from tl_lightning.kl_control import AdaptiveKLController, FixedKLController
+from tl_lightning.ppo import IRMPPOModule
+from tl_lightning.rollouts import category_shares, evaluate_rewards, group_reward_stats, repeat_prompts, score_responses
 from tl_lightning.records import ToolCall, ToolSpec
 from tl_lightning.reward import CATEGORIES
 
@@ -86,35 +79,6 @@ def run_script(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
 # ----------------------------------------------------------------------------- small parts
 
 
-def test_kl_controllers_follow_the_kl_and_round_trip():
-    fixed = FixedKLController(0.3)
-    fixed.update(100.0, n_steps=8)
-    assert fixed.value == 0.3
-    adaptive = AdaptiveKLController(0.3, target=2.0, horizon=100)
-    adaptive.update(3.0, n_steps=10)  # error +0.5 clipped to +0.2: x (1 + 0.2 * 10 / 100)
-    assert adaptive.value == pytest.approx(0.3 * 1.02)
-    adaptive.update(1.0, n_steps=10)  # error -0.5 clipped to -0.2
-    assert adaptive.value == pytest.approx(0.3 * 1.02 * 0.98)
-    restored = AdaptiveKLController(9.0, target=1.0, horizon=1)
-    restored.load_state_dict(adaptive.state_dict())
-    assert restored == adaptive
-    with pytest.raises(ValueError, match="target > 0"):
-        AdaptiveKLController(0.3, target=0.0, horizon=10)
-
-
-def test_scores_and_category_shares():
-    texts = ['get_weather(city="Paris")', 'get_weather(city="Lima")', "I cannot help", 'get_weather(town="Paris")']
-    rewards, categories = score_responses(texts, [GOLD] * 4, [(WEATHER,)] * 4)
-    assert rewards.tolist() == pytest.approx([1.0, -0.25, -2.0, -1.3])
-    assert categories == ["exact", "wrong_value", "unparsable_or_unknown_tool", "hallucinated_and_redundant_or_missing"]
-    shares = category_shares(categories)
-    assert set(shares) == set(CATEGORIES) and sum(shares.values()) == pytest.approx(1.0)
-    assert shares["exact"] == 0.25 and shares["wrong_tool"] == 0.0
-    custom, _ = score_responses(texts[:1], [GOLD], [(WEATHER,)], table=IRMPPOModule(
-        model_name=TINY_LLAMA, lora=LORA, reward_table={"exact": 2.0}).table)
-    assert custom.tolist() == [2.0]
-
-
 def test_bad_options_are_clear_errors():
     with pytest.raises(ValueError, match="needs lora"):
         IRMPPOModule(model_name=TINY_LLAMA, critic_layout="shared_lora")
@@ -148,16 +112,6 @@ def test_group_estimator_options_are_clear_errors():
     dr = IRMPPOModule(model_name=TINY_LLAMA, advantage_estimator="dr_grpo", num_generations=2, do_sample=True)
     assert not dr.has_critic and dr.loss_aggregation == "sum_over_budget"
     assert IRMPPOModule(**group, loss_aggregation="token_mean").loss_aggregation == "token_mean"
-
-
-def test_groups_sit_in_consecutive_rows():
-    batch = {"input_ids": torch.tensor([[1, 2], [3, 4]]), "ids": ["a", "b"], "gold": [GOLD, ()]}
-    grouped = repeat_prompts(batch, 3)
-    assert grouped["input_ids"].tolist() == [[1, 2]] * 3 + [[3, 4]] * 3
-    assert grouped["ids"] == ["a"] * 3 + ["b"] * 3 and grouped["gold"] == [GOLD] * 3 + [()] * 3
-    assert repeat_prompts(batch, 1) is batch
-    stats = group_reward_stats(torch.tensor([1.0, 1.0, -2.0, 0.0]), 2)
-    assert stats == pytest.approx({"group_std": 2 ** 0.5 / 2, "zero_variance_groups": 0.5})
 
 
 def test_construction_is_cheap_and_hparams_are_plain():

@@ -71,12 +71,13 @@ from typing import Any
 import torch
 
 from tl_lightning.calls import ParseFailure, parse_calls
-from tl_lightning.records import Message, ToolCall, ToolSpec, Trajectory
 from tl_lightning.data.render import render_continuation, render_prompt
 from tl_lightning.data.tokenize import encode_prompt
 from tl_lightning.data.world import Result
 from tl_lightning.generation import Rollout, StopRule, generate, sampling_seed, stop_token_ids
+from tl_lightning.records import Message, ToolCall, ToolSpec, Trajectory
 from tl_lightning.reward import CATEGORIES, RewardTable, classify_call
+from tl_lightning.rollouts import ScoredRollout
 from tl_lightning.stats import bootstrap_mean
 
 log = logging.getLogger(__name__)
@@ -388,29 +389,6 @@ def run_episodes(model, tokenizer, environment: Any, tasks: Sequence[Any], *, pr
 
 
 # ---------------------------------------------------------------------------------- batches
-
-
-@dataclass
-class ScoredRollout:
-    """What an RL step trains on: the rollout (for episodes, the first prompts LEFT-padded to
-    P, then every later token right-padded to R; ``response_mask`` 1 on the generated tokens), the
-    tokens the policy loss covers (``policy_mask`` (B, R): the generated tokens less MAE's dropped
-    turns and void episodes), the rewards before the KL (``rewards`` (B, R)), each row's scalar
-    reward and the IRM categories (for logging), the void rows (B,) and episode statistics
-    (``episode_stats``, and the share of the generated tokens the policy loss covers)."""
-
-    rollout: Rollout
-    policy_mask: torch.Tensor
-    rewards: torch.Tensor
-    scores: torch.Tensor
-    categories: list[str]
-    void: torch.Tensor
-    stats: dict[str, float] = field(default_factory=dict)
-
-    def to(self, device: torch.device | str) -> "ScoredRollout":
-        """The same with every tensor on ``device``."""
-        return ScoredRollout(self.rollout.to(device), self.policy_mask.to(device), self.rewards.to(device),
-                             self.scores.to(device), self.categories, self.void.to(device), self.stats)
 
 
 def episode_stats(episodes: Sequence[Episode]) -> dict[str, float]:

@@ -1,44 +1,28 @@
-"""IRMPPOModule: reinforcement learning against the IRM rule reward (DESIGN §2): PPO with a
-critic, as the authors run it with DeepSpeed-Chat, and the critic-free group-relative estimators
-(GRPO, Dr. GRPO, RLOO, REINFORCE++-baseline), in one Lightning module.
+"""IRMPPOModule: reinforcement learning against the IRM rule reward (docs/design.md, "IRM:
+reinforcement learning"): PPO with a critic, as the authors run it with DeepSpeed-Chat, and the
+critic-free group-relative estimators (GRPO, Dr. GRPO, RLOO, REINFORCE++-baseline), in one module.
 
-One training step = one RL iteration on a batch of ``stage="rl"`` prompts:
+One training step = one RL iteration on a batch of ``stage="rl"`` prompts (``stage="env"`` tasks):
 
-1. rollouts (``generation.generate``): each prompt ``num_generations`` times in consecutive rows
-   (a group), greedy or sampled with per-row seeds, each row stopping at eos or end-of-turn text;
-2. the responses are scored with ``irm_reward`` (its category is logged);
-3. the no-grad passes that the estimator needs: reference log-probs (only with a non-zero KL
-   coefficient; each group's prompt runs once, ``group_logprobs``), old log-probs (unless the
-   update is one pass over one minibatch: then they are the update's own, detached), critic
-   values (``gae`` only); then the advantages, over the whole rollout batch (of all processes,
-   where the estimator looks beyond a group), before any minibatch;
-4. ``ppo_epochs`` passes over minibatches: a clipped-ratio policy update each (and a critic
-   update for ``gae``), in micro-batches (gradient accumulation), with gradient clipping (manual
+1. rollouts (``make_rollout``, ``generation.generate``): each prompt ``num_generations`` times in
+   consecutive rows (a group, ``rollouts.repeat_prompts``), greedy or sampled with per-row seeds,
+   each row stopping at eos or end-of-turn text only, never after the first complete call: a
+   hedging second call must reach the reward, which scores it as redundant;
+2. rewards: ``rollouts.single_turn_scored`` (``reward.classify_call`` against the gold call sets),
+   or with an ``environment`` an episode per row (``episodes.py``), scored per call turn and by
+   outcome; the categories are logged;
+3. the no-grad passes the estimator needs: reference log-probs (only with a non-zero KL
+   coefficient; each group's prompt runs once), old log-probs (unless the update is one pass over
+   one minibatch: then they are the update's own, detached), critic values (``gae`` only); then the
+   advantages over the whole rollout batch, before any minibatch (``advantages.py``);
+4. ``ppo_epochs`` passes over minibatches: a clipped-ratio policy update each (and a critic update
+   for ``gae``), in micro-batches (gradient accumulation), with gradient clipping (manual
    optimization).
 
-Advantage estimators (``advantage_estimator``; the formulas are in ``losses.py``):
-
-| estimator | advantage | policy loss averaged as |
-|---|---|---|
-| ``gae`` | GAE over per-token rewards, learned critic | token mean |
-| ``grpo`` | (r - group mean) / (group std + 1e-4) | per sequence, then over sequences |
-| ``dr_grpo`` | r - group mean | token sums / ``max_new_tokens``, mean over sequences |
-| ``rloo`` | r - mean of the other G - 1 | token mean |
-| ``reinforce_pp_baseline`` | r - group mean, whitened over the batch's tokens | token mean |
-
-RLOO and REINFORCE++ take the token mean as OpenRLHF implements both: every token weighs the same,
-so long responses are not down-weighted. ``loss_aggregation`` overrides the column.
-
-KL to the reference (``kl_mode``). ``"reward"`` (the paper's): ``-kl_coef * (logp - ref_logp)`` on
-every token; GAE sees the per-token rewards, the group estimators the sequence reward
-``clip(score) - kl_coef * sum_t (logp - ref_logp)`` (the per-token rewards summed, as verl does)
-before the group baseline. ``"loss"`` (GRPO's): ``kl_coef * k3`` with
-``k3 = exp(ref - logp) - (ref - logp) - 1`` added to each token's policy loss. Sampled rollouts
-take every log-prob from ``logits / temperature``.
-
-Stopping. Rollouts stop at eos or end-of-turn text only, never after the first complete call
-(evaluation of single-call prompts does): a hedging second call must reach the reward, which
-scores it as redundant. The cost is the tokens between a call and the end marker.
+The KL to the reference (``kl_mode``) is a per-token reward penalty (the paper's; the group
+estimators see the summed per-token rewards) or a k3 term in each token's loss (GRPO's); its
+coefficient is fixed or adaptive (``kl_control.py``). Sampled rollouts take every log-prob from
+``logits / temperature``.
 
 Models. The actor starts from the PKT model: a model name / HF folder (e.g. written by
 ``export.py``), or a ``PKTModule`` checkpoint (``init_checkpoint``). With LoRA the reference is
@@ -52,22 +36,12 @@ Counting. ``trainer.global_step`` counts optimizer steps, as always with manual 
 ``max_epochs`` / ``limit_train_batches`` (rollout batches), or ``max_steps`` in those units.
 
 Processes. Under FSDP2 (``ModelParallelStrategy``; ``configure_model`` shards actor, reference,
-critic and value head) generation is synchronised across ranks. Under DDP use
-``strategy="ddp_find_unused_parameters_true"``: each step makes many backward passes, each
-through a part of the parameters. Each rank generates the groups of its own prompts, so a group
-never straddles ranks; losses are divided by global counts and REINFORCE++ whitens over all
-ranks, and sampling seeds depend on the prompt, not the rank: N processes end with the weights of
-one process holding the global batch (tests/scripts/ppo_fsdp.py).
-
-Multi-turn episodes. With an ``environment`` (``environments.py``; the DataModule's
-``stage="env"`` batches hand out its task indices) each row of a rollout batch is an episode
-(``episodes.py``): the policy calls tools, reads their outputs and goes on until it answers. The
-response is everything after the first prompt; tool outputs are context (``response_mask`` 0 there),
-the IRM reward scores every call turn and the environment the outcome (``episodes`` options:
-turns, token budget, how the rewards reach the tokens, MAE in RL). PPO's GAE runs over the
-generated tokens only (``masked_gae_advantages``); the group estimators take each episode's summed
-reward. ``max_new_tokens`` bounds each turn; Dr. GRPO's constant is the episode's generated budget.
-Not under FSDP2 yet: synced generation would need every rank to run the same number of turns.
+critic and value head) generation is synchronised across ranks; multi-turn episodes are not
+supported there yet (every rank would have to run the same number of turns). Under DDP use
+``strategy="ddp_find_unused_parameters_true"``: each step makes many backward passes, each through
+a part of the parameters. Each rank generates the groups of its own prompts, losses are divided by
+global counts, REINFORCE++ whitens over all ranks and sampling seeds depend on the prompt, not the
+rank: N processes end with the weights of one process holding the global batch.
 
 Resume. Checkpoints hold the actor, the critic (``gae``), the optimizers (Lightning), the KL
 controller and the torch / python / numpy RNG states (here), and the data position (the
@@ -77,118 +51,47 @@ run's later losses.
 
 from __future__ import annotations
 
-import random
 import time
-from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
-from torch import nn
 
+from tl_lightning.actor_critic import CRITIC_LAYOUTS, ActorCriticModule
+from tl_lightning.advantages import checked_estimator, rollout_advantages
 from tl_lightning.data.datamodule import truncated_answers_warning
 from tl_lightning.environments import Environment
-from tl_lightning.episodes import (
-    EpisodeOptions,
-    ScoredRollout,
-    episode_batch,
-    pad_id_of,
-    run_episodes,
-    void_neutral_rewards,
-)
+from tl_lightning.episodes import EpisodeOptions, episode_batch, pad_id_of, run_episodes
 from tl_lightning.export import export_pkt_checkpoint
-from tl_lightning.generation import Rollout, StopRule, generate, sampling_seed
+from tl_lightning.faults import restore_rng_state, rng_state
+from tl_lightning.generation import Rollout, generate, sampling_seed
+from tl_lightning.kl_control import kl_controller
 from tl_lightning.losses import (
     LOSS_AGGREGATIONS,
     aggregate_token_losses,
     approx_kl,
     clipped_policy_losses,
-    dr_grpo_advantages,
     gather_logprobs,
-    grpo_advantages,
     k3_kl,
     kl_penalty,
-    masked_gae_advantages,
     masked_mean,
-    masked_whiten,
     ppo_value_loss,
-    reinforce_pp_baseline_advantages,
-    rloo_advantages,
-    tempered_logits,
-    terminal_rewards,
     token_entropy,
 )
-from tl_lightning.lm_module import CausalLMModule
-from tl_lightning.modeling import (
-    SMOLLM2,
-    LoraOptions,
-    ValueHead,
-    disable_dropout,
-    last_hidden_state,
-    load_model,
-    lora_options,
-    shard_model,
+from tl_lightning.modeling import SMOLLM2, LoraOptions, lora_options
+from tl_lightning.reward import RewardTable
+from tl_lightning.rollouts import (
+    ROLLOUT_STOP,
+    ScoredRollout,
+    category_shares,
+    repeat_prompts,
+    rollout_metrics,
+    single_turn_scored,
 )
-from tl_lightning.reward import CATEGORIES, RewardTable, classify_call
 
-CRITIC_LAYOUTS = ("shared_lora", "copy")
-ACTOR_ADAPTER = "default"  # peft's name for the adapter get_peft_model creates
-CRITIC_ADAPTER = "critic"
 KL_MODES = ("reward", "loss")
-# each estimator's policy-loss averaging (module docstring); gae is the only one with a critic
-ESTIMATORS = {"gae": "token_mean", "grpo": "sequence_mean", "dr_grpo": "sum_over_budget", "rloo": "token_mean",
-              "reinforce_pp_baseline": "token_mean"}
-# RL rollouts end at eos / end-of-turn text only: an extra call after the first must be scored
-ROLLOUT_STOP = StopRule(after_call=False)
 PHASES = ("generation", "scoring", "passes", "updates")
-
-
-# ---------------------------------------------------------------------------------------------
-# KL control
-
-
-@dataclass
-class FixedKLController:
-    """A constant KL coefficient (the authors' setting: 0.3)."""
-
-    value: float
-
-    def update(self, current_kl: float, n_steps: int) -> None:
-        """A fixed coefficient does not follow the KL."""
-
-    def state_dict(self) -> dict[str, float]:
-        return asdict(self)
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.value = float(state["value"])
-
-
-@dataclass
-class AdaptiveKLController:
-    """Ziegler et al. (2019): move the coefficient so the per-sequence KL approaches ``target``;
-    the proportional error is clipped to +-20% and scaled by ``n_steps / horizon``."""
-
-    value: float
-    target: float
-    horizon: int
-
-    def __post_init__(self) -> None:
-        if self.target <= 0 or self.horizon <= 0:
-            raise ValueError(f"adaptive KL control needs target > 0 and horizon > 0, got {self.target}, {self.horizon}")
-
-    def update(self, current_kl: float, n_steps: int) -> None:
-        error = min(max(current_kl / self.target - 1.0, -0.2), 0.2)
-        self.value *= 1.0 + error * n_steps / self.horizon
-
-    def state_dict(self) -> dict[str, float]:
-        return asdict(self)
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.value, self.target, self.horizon = float(state["value"]), float(state["target"]), int(state["horizon"])
 
 
 class PhaseClock:
@@ -206,77 +109,10 @@ class PhaseClock:
 
 
 # ---------------------------------------------------------------------------------------------
-# rollouts and their rewards
-
-
-def repeat_prompts(batch: dict[str, Any], times: int) -> dict[str, Any]:
-    """A prompt batch with each row ``times`` times in consecutive rows (a group of completions):
-    tensors and lists alike, along their first dimension."""
-    if times == 1:
-        return batch
-    return {k: v.repeat_interleave(times, 0) if isinstance(v, torch.Tensor)
-            else [x for x in v for _ in range(times)] if isinstance(v, list) else v for k, v in batch.items()}
-
-
-def group_reward_stats(scores: torch.Tensor, group_size: int) -> dict[str, float]:
-    """How much the scores (B,) vary within the groups of ``group_size`` consecutive rows: the mean
-    within-group std and the share of groups whose scores are all equal (they carry no signal for
-    a group-relative estimator)."""
-    groups = scores.float().view(-1, group_size)
-    spread = groups.max(1).values - groups.min(1).values
-    return {"group_std": groups.std(1).mean().item(), "zero_variance_groups": (spread == 0).float().mean().item()}
-
-
-def score_responses(texts: Sequence[str], gold: Sequence[Any], tools: Sequence[Any],
-                    table: RewardTable | None = None) -> tuple[torch.Tensor, list[str]]:
-    """IRM rewards (B,) float32 and categories of generated texts against the batch's ``gold``
-    call sets and ``tools`` (text that is no call scores the table's lowest category)."""
-    table = table or RewardTable()
-    categories = [classify_call(text, g, t, table) for text, g, t in zip(texts, gold, tools, strict=True)]
-    return torch.tensor([table.value(c) for c in categories], dtype=torch.float32), categories
-
-
-def category_shares(categories: Sequence[str]) -> dict[str, float]:
-    """Share of each reward category (all of ``CATEGORIES``, zeros included)."""
-    counts = Counter(categories)
-    return {c: counts[c] / max(len(categories), 1) for c in CATEGORIES}
-
-
-@torch.no_grad()
-def evaluate_rewards(model, tokenizer, dataloader, *, max_new_tokens: int = 128,
-                     table: RewardTable | None = None) -> dict[str, Any]:
-    """Greedy rollouts on every prompt of ``dataloader`` (``stage="rl"``/``"eval"`` batches) and
-    their IRM scores: ``{"prompts", "mean_reward", "shares": {category: share}}``."""
-    device = next(model.parameters()).device
-    rewards, categories = [], []
-    for batch in dataloader:
-        rollout = generate(model, tokenizer, batch["input_ids"].to(device), batch["attention_mask"].to(device),
-                           max_new_tokens=max_new_tokens, stop=ROLLOUT_STOP)
-        batch_rewards, batch_categories = score_responses(rollout.texts, batch["gold"], batch["tools"], table)
-        rewards.append(batch_rewards)
-        categories += batch_categories
-    if not categories:
-        raise ValueError("evaluate_rewards got an empty dataloader")
-    return {"prompts": len(categories), "mean_reward": torch.cat(rewards).mean().item(),
-            "shares": category_shares(categories)}
-
-
-def single_turn_scored(rollout: Rollout, gold: Sequence[Any], tools: Sequence[Any], table: RewardTable,
-                       clip_score: float) -> ScoredRollout:
-    """A rollout of one answer per prompt as a ``ScoredRollout``: its IRM score (clipped) on the
-    last response token, every response token in the policy loss."""
-    scores, categories = score_responses(rollout.texts, gold, tools, table)
-    scores = scores.to(rollout.sequences.device)
-    mask = rollout.response_mask
-    return ScoredRollout(rollout, mask, terminal_rewards(scores, mask, clip_score), scores, categories,
-                         torch.zeros(mask.shape[0], dtype=torch.bool, device=mask.device))
-
-
-# ---------------------------------------------------------------------------------------------
 # the module
 
 
-class IRMPPOModule(CausalLMModule):
+class IRMPPOModule(ActorCriticModule):
     """RL with the IRM reward on ``ToolUseDataModule(stage="rl")`` prompts: PPO with a critic or a
     group-relative estimator (module docstring; DESIGN §2).
 
@@ -361,23 +197,12 @@ class IRMPPOModule(CausalLMModule):
     ) -> None:
         super().__init__()
         lora, critic_lora = lora_options(lora), lora_options(critic_lora)
-        if advantage_estimator not in ESTIMATORS:
-            raise ValueError(f"advantage_estimator must be one of {tuple(ESTIMATORS)}, got {advantage_estimator!r}")
+        estimator = checked_estimator(advantage_estimator, num_generations, do_sample, whiten_advantages)
+        has_critic = estimator.critic
         if loss_aggregation is not None and loss_aggregation not in LOSS_AGGREGATIONS:
             raise ValueError(f"loss_aggregation must be one of {LOSS_AGGREGATIONS} or None, got {loss_aggregation!r}")
         if kl_mode not in KL_MODES:
             raise ValueError(f"kl_mode must be one of {KL_MODES}, got {kl_mode!r}")
-        if num_generations < 1:
-            raise ValueError(f"num_generations must be >= 1, got {num_generations}")
-        if num_generations > 1 and not do_sample:
-            raise ValueError(f"num_generations={num_generations} needs do_sample=True: greedy completions of one "
-                             "prompt are all the same")
-        has_critic = advantage_estimator == "gae"
-        if not has_critic and num_generations < 2:
-            raise ValueError(f"advantage_estimator={advantage_estimator!r} compares the completions of a prompt: "
-                             "it needs num_generations >= 2")
-        if not has_critic and whiten_advantages:
-            raise ValueError("whiten_advantages is a gae option (reinforce_pp_baseline whitens by definition)")
         if has_critic and critic_layout not in CRITIC_LAYOUTS:
             raise ValueError(f"critic_layout must be one of {CRITIC_LAYOUTS}, got {critic_layout!r}")
         if has_critic and critic_layout == "shared_lora" and lora is None:
@@ -398,26 +223,17 @@ class IRMPPOModule(CausalLMModule):
                                 else episodes or EpisodeOptions())
         # The environment is not in the hyper-parameters (an object; the CLI's config.yaml records it).
         self.save_options(ignore=["environment"], episodes=self.episode_options, lora=lora, critic_lora=critic_lora)
+        self.estimator = estimator
         self.has_critic = has_critic
-        self.loss_aggregation = loss_aggregation or ESTIMATORS[advantage_estimator]
+        self.loss_aggregation = loss_aggregation or self.estimator.loss_aggregation
         self.lora = lora
         self.critic_lora = critic_lora if critic_lora is not None or critic_layout == "copy" else lora
-        self.kl_controller = (AdaptiveKLController(kl_coef, kl_target, kl_horizon) if kl_target is not None
-                              else FixedKLController(kl_coef))
+        self.kl_controller = kl_controller(kl_coef, kl_target, kl_horizon)
         self.automatic_optimization = False
-        self.actor: nn.Module | None = None
-        self.reference: nn.Module | None = None  # only for a fully trained actor
-        self.critic: nn.Module | None = None  # only for gae with critic_layout="copy"
-        self.value_head: ValueHead | None = None  # only for gae
         self.phase_seconds: dict[str, float] = {}  # the last training step's, by phase (PHASES)
         self._rng_to_restore: dict[str, Any] | None = None
 
-    # ---- models
-
-    @property
-    def model(self) -> nn.Module | None:
-        """The policy being trained (the actor), under the name ``export.HFExport`` reads."""
-        return self.actor
+    # ---- rollouts
 
     def model_source(self) -> str:
         """The PKT model: ``model_name``, or the HF folder exported once from ``init_checkpoint``
@@ -425,171 +241,6 @@ class IRMPPOModule(CausalLMModule):
         if self.hparams.init_checkpoint is None:
             return self.hparams.model_name
         return str(export_pkt_checkpoint(self.hparams.init_checkpoint))
-
-    def _load(self, lora: LoraOptions | None) -> nn.Module:
-        hp = self.hparams
-        model = load_model(self.model_source(), dtype=hp.dtype, gradient_checkpointing=hp.gradient_checkpointing,
-                           lora=lora, quantization=hp.quantization, seed=hp.seed)
-        disable_dropout(model)
-        return model
-
-    @property
-    def shared_critic(self) -> bool:
-        """Whether the critic is a second adapter on the actor's network."""
-        return self.has_critic and self.hparams.critic_layout == "shared_lora"
-
-    def configure_model(self) -> None:
-        """Load the actor, the critic (``gae``) and, for a full actor, the reference once; shard
-        them with FSDP2 when the strategy provides a device mesh."""
-        if self.actor is not None:
-            return
-        hp = self.hparams
-        self.actor = self._load(self.lora)
-        if self.lora is None:
-            self.reference = self._load(None).requires_grad_(False).eval()
-        if self.shared_critic:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(hp.seed + 1)
-                self.actor.add_adapter(CRITIC_ADAPTER, self.critic_lora.peft_config())
-            disable_dropout(self.actor)
-            self._use_adapter(ACTOR_ADAPTER)
-        elif self.has_critic:
-            self.critic = self._load(self.critic_lora)
-        if self.has_critic:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(hp.seed + 2)
-                self.value_head = ValueHead(self.actor.config.hidden_size)
-        # from_pretrained leaves models in eval mode; gradient checkpointing only acts in train mode
-        self.actor.train()
-        if self.critic is not None:
-            self.critic.train()
-        if self.device_mesh is not None:
-            self._shard(self.device_mesh["data_parallel"])
-
-    def _shard(self, mesh) -> None:
-        from torch.distributed.fsdp import fully_shard, register_fsdp_forward_method
-
-        for model in (self.actor, self.reference, self.critic):
-            if model is not None:
-                shard_model(model, mesh)
-        if self.value_head is not None:
-            fully_shard(self.value_head, mesh=mesh)
-        if hasattr(self.actor, "get_base_model"):
-            # peft's generate calls the inner model, not the sharded root: unshard the root for it.
-            register_fsdp_forward_method(self.actor, "generate")
-
-    def _use_adapter(self, name: str) -> None:
-        """Route the shared network through adapter ``name``. peft's ``set_adapter`` also freezes
-        the other adapter; both stay trainable here (each optimizer steps only its own), because
-        FSDP2 fixes ``requires_grad`` of its unsharded parameters at their first use."""
-        self.actor.set_adapter(name)
-        for param_name, param in self.actor.named_parameters():
-            if "lora_" in param_name:
-                param.requires_grad_(True)
-
-    @contextmanager
-    def _critic_adapter(self) -> Iterator[None]:
-        if not self.shared_critic:
-            yield
-            return
-        self._use_adapter(CRITIC_ADAPTER)
-        try:
-            yield
-        finally:
-            self._use_adapter(ACTOR_ADAPTER)
-
-    def _reference_context(self):
-        """The reference policy: the actor with its adapter(s) off, or the frozen copy."""
-        return self.actor.disable_adapter() if self.reference is None else nullcontext()
-
-    def actor_parameters(self) -> list[nn.Parameter]:
-        if self.shared_critic:
-            return [p for n, p in self.actor.named_parameters() if f".{ACTOR_ADAPTER}." in n and p.requires_grad]
-        return [p for p in self.actor.parameters() if p.requires_grad]
-
-    def critic_parameters(self) -> list[nn.Parameter]:
-        if self.shared_critic:
-            body = [p for n, p in self.actor.named_parameters() if f".{CRITIC_ADAPTER}." in n]
-        else:
-            body = [p for p in self.critic.parameters() if p.requires_grad]
-        return body + list(self.value_head.parameters())
-
-    def configure_optimizers(self):
-        """AdamW for the actor, and for the critic with ``gae`` (the critic-free estimators have
-        no critic optimizer, so none in their checkpoints either)."""
-        hp = self.hparams
-        actor_opt = torch.optim.AdamW(self.actor_parameters(), lr=hp.actor_lr, betas=tuple(hp.betas),
-                                      weight_decay=hp.weight_decay)
-        if not self.has_critic:
-            return actor_opt
-        critic_opt = torch.optim.AdamW(self.critic_parameters(), lr=hp.critic_lr, betas=tuple(hp.betas),
-                                       weight_decay=hp.weight_decay)
-        return [actor_opt, critic_opt]
-
-    # ---- forward passes
-
-    def _forward_inputs(self, rollout: Rollout) -> dict[str, torch.Tensor]:
-        return {"input_ids": rollout.sequences, "attention_mask": rollout.attention_mask,
-                "position_ids": rollout.position_ids}
-
-    @property
-    def rollout_temperature(self) -> float:
-        """The temperature the rollouts are drawn at: ``temperature`` when sampling, 1 when greedy."""
-        return self.hparams.temperature if self.hparams.do_sample else 1.0
-
-    def policy_logits(self, model: nn.Module, rollout: Rollout) -> torch.Tensor:
-        """(B, R, V) logits that predict the response tokens (only those positions are projected),
-        divided by ``rollout_temperature``: every log-prob taken from them (old, new, reference,
-        hence the KL) and the entropy are those of the distribution the tokens were drawn from."""
-        R = rollout.response_mask.shape[1]
-        out = model(**self._forward_inputs(rollout), logits_to_keep=R + 1, use_cache=False)
-        return tempered_logits(out.logits[:, :-1], self.rollout_temperature)
-
-    def logprobs(self, model: nn.Module, rollout: Rollout) -> torch.Tensor:
-        """(B, R) log-probs of the response tokens under ``model`` (``policy_logits``)."""
-        return gather_logprobs(self.policy_logits(model, rollout), rollout.response_ids)
-
-    def reference_logprobs(self, rollout: Rollout) -> torch.Tensor:
-        """(B, R) log-probs of the response tokens under the reference policy (the prompt of each
-        group run once: ``group_logprobs``)."""
-        with self._reference_context():
-            return self.group_logprobs(self.actor if self.reference is None else self.reference, rollout)
-
-    @torch.no_grad()
-    def group_logprobs(self, model: nn.Module, rollout: Rollout) -> torch.Tensor:
-        """(B, R) log-probs of the response tokens, like ``logprobs`` without grad, but the G rows of
-        a group share their prompt: it runs once per group, its KV cache is repeated G times and
-        only the responses run on top. A forward over P + R tokens per row becomes P / G + R, so
-        long tool-list prompts stop dominating (the values agree with ``logprobs`` to float
-        rounding, which is why the ratio's old log-probs do not come from here)."""
-        G, P = self.hparams.num_generations, rollout.prompt_length
-        if G == 1:
-            return self.logprobs(model, rollout)
-        firsts = torch.arange(0, rollout.sequences.shape[0], G, device=rollout.sequences.device)
-        was_training = model.training
-        model.eval()  # the KV cache; dropout is off anyway, and gradient checkpointing would drop the cache
-        try:
-            prompt = model(input_ids=rollout.sequences[firsts, :P], attention_mask=rollout.attention_mask[firsts, :P],
-                           position_ids=rollout.position_ids[firsts, :P], use_cache=True, logits_to_keep=1)
-            logits = [prompt.logits.repeat_interleave(G, 0)]  # predicts response token 0
-            R = rollout.response_mask.shape[1]
-            if R > 1:
-                cache = prompt.past_key_values
-                cache.batch_repeat_interleave(G)
-                logits.append(model(input_ids=rollout.sequences[:, P:-1], attention_mask=rollout.attention_mask[:, :-1],
-                                    position_ids=rollout.position_ids[:, P:-1], past_key_values=cache,
-                                    use_cache=True).logits)
-        finally:
-            model.train(was_training)
-        return gather_logprobs(tempered_logits(torch.cat(logits, 1), self.rollout_temperature), rollout.response_ids)
-
-    def values(self, rollout: Rollout) -> torch.Tensor:
-        """(B, R) critic values of the states before each response token."""
-        with self._critic_adapter():
-            hidden = last_hidden_state(self.actor if self.critic is None else self.critic,
-                                       **self._forward_inputs(rollout))
-        P = rollout.prompt_length
-        return self.value_head(hidden[:, P - 1:-1])
 
     def _synced_generation(self) -> bool:
         return self.device_mesh is not None and self.trainer.world_size > 1
@@ -638,14 +289,17 @@ class IRMPPOModule(CausalLMModule):
         return episode_batch(episodes, pad_id_of(self.tokenizer), self.episode_options, self.table,
                              hp.clip_score).to(self.device)
 
-    def scored_rollout(self, batch: dict[str, Any], clock: PhaseClock) -> ScoredRollout:
-        """The step's rollouts and rewards: an answer per row scored by the IRM reward, or with an
-        environment an episode per row (its tool calls executed between the turns)."""
+    def scored_rollout(self, batch: dict[str, Any], sample: bool | None = None,
+                       clock: PhaseClock | None = None) -> ScoredRollout:
+        """The rollouts and rewards of a batch: an answer per row scored by the IRM reward, or with
+        an environment an episode per row (its tool calls executed between the turns); sampled per
+        ``do_sample`` unless ``sample`` says otherwise. ``clock`` times generation and scoring."""
+        clock = clock or PhaseClock(self.device)
         if self.environment is not None:
-            scored = self.make_episodes(batch)
+            scored = self.make_episodes(batch, sample)
             clock.lap("generation")
         else:
-            rollout = self.make_rollout(batch)
+            rollout = self.make_rollout(batch, sample)
             clock.lap("generation")
             scored = single_turn_scored(rollout, batch["gold"], batch["tools"], self.table, self.hparams.clip_score)
         clock.lap("scoring")
@@ -684,24 +338,11 @@ class IRMPPOModule(CausalLMModule):
         local = mask.sum() if how == "token_mean" else mask.shape[0]
         return self._sum_over_processes(local).clamp(min=1) / self.trainer.world_size
 
-    def sequence_advantages(self, rewards: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """The group-relative advantage (B,) of each completion from its sequence reward (B,);
-        ``lengths`` (B,), its response tokens, weigh REINFORCE++'s whitening (over all processes)."""
-        hp = self.hparams
-        estimator, G = hp.advantage_estimator, hp.num_generations
-        if estimator == "grpo":
-            return grpo_advantages(rewards, G)
-        if estimator == "dr_grpo":
-            return dr_grpo_advantages(rewards, G)
-        if estimator == "rloo":
-            return rloo_advantages(rewards, G)
-        return reinforce_pp_baseline_advantages(rewards, G, lengths, reduce=self._sum_over_processes)
-
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         hp = self.hparams
         clock = PhaseClock(self.device)
         batch = repeat_prompts(batch, hp.num_generations)
-        scored = self.scored_rollout(batch, clock)
+        scored = self.scored_rollout(batch, clock=clock)
         # mask: the generated tokens (rewards, advantages, the critic); policy_mask: those the
         # policy loss covers (all of them for single answers; episodes: less MAE's and void ones)
         rollout, mask, policy_mask = scored.rollout, scored.rollout.response_mask, scored.policy_mask
@@ -716,14 +357,11 @@ class IRMPPOModule(CausalLMModule):
             old_logp = None if on_policy else self.logprobs(self.actor, rollout)
             token_rewards = (scored.rewards + kl_penalty(old_logp, ref_logp, mask, kl_coef) if kl_in_reward
                              else scored.rewards)
-            if self.has_critic:
-                old_values = self.values(rollout)
-                advantages, returns = masked_gae_advantages(token_rewards, old_values, mask, hp.gamma, hp.lam)
-                if hp.whiten_advantages:
-                    advantages = masked_whiten(advantages, mask)
-            else:
-                sequence_rewards = void_neutral_rewards(token_rewards.sum(1), scored.void, hp.num_generations)
-                advantages = self.sequence_advantages(sequence_rewards, policy_mask.sum(1))[:, None] * mask
+            old_values = self.values(rollout) if self.has_critic else None
+            advantages, returns = rollout_advantages(
+                self.estimator, token_rewards, mask, values=old_values, gamma=hp.gamma, lam=hp.lam,
+                whiten=hp.whiten_advantages, void=scored.void, group_size=hp.num_generations,
+                policy_lengths=policy_mask.sum(1), reduce=self._sum_over_processes)
         clock.lap("passes")
 
         optimizers = self.optimizers()
@@ -769,32 +407,20 @@ class IRMPPOModule(CausalLMModule):
         """Log the step's losses, rewards (by category; within groups), advantages, KL (and step the
         KL controller on the KL of all processes), response length, phase time shares and, for
         episodes, their statistics and how far the rollout's log-probs are from the update's."""
-        scores, categories, mask = scored.scores, scored.categories, scored.rollout.response_mask
-        B, G = mask.shape[0], self.hparams.num_generations
-        rows = self._sum_over_processes(B)
-        token_advantages = advantages[mask.bool()].float()
+        mask = scored.rollout.response_mask
+        B = mask.shape[0]
         logged = {f"ppo/{k}": torch.stack(v).mean().item() for k, v in stats.items()}
-        logged.update({
-            "ppo/advantage_mean": token_advantages.mean().item(),
-            "ppo/advantage_std": token_advantages.std(unbiased=False).item(),
-            "ppo/response_length": mask.sum(1).float().mean().item(),
-        })
         if ref_logp is not None:
+            rows = self._sum_over_processes(B)
             kl = (self._sum_over_processes(approx_kl(sampled_logp, ref_logp, mask).sum()) / rows).item()
             self.kl_controller.update(kl, n_steps=int(rows.item()))
             logged.update({"ppo/kl": kl, "ppo/kl_coef": kl_coef})
-        if G > 1:
-            logged.update({f"reward/{k}": v for k, v in group_reward_stats(scores, G).items()})
-        logged.update({f"reward/share_{c}": s for c, s in category_shares(categories).items()})
-        logged.update({f"episodes/{k}": v for k, v in scored.stats.items()})
-        if scored.rollout.logprobs is not None:
-            gap = (sampled_logp - scored.rollout.logprobs).abs()[mask.bool() & ~scored.void[:, None]]
-            logged["episodes/rollout_logprob_gap"] = gap.max().item() if gap.numel() else 0.0
+        logged.update(rollout_metrics(scored, advantages, sampled_logp, self.hparams.num_generations))
         total = sum(self.phase_seconds.values())
         logged.update({f"time/{phase}_share": seconds / total for phase, seconds in self.phase_seconds.items()})
         self.log_dict(logged, on_step=True, on_epoch=False, sync_dist=True, batch_size=B)
-        self.log("reward/mean", scores.mean().item(), prog_bar=True, on_step=True, on_epoch=False, sync_dist=True,
-                 batch_size=B)
+        self.log("reward/mean", scored.scores.mean().item(), prog_bar=True, on_step=True, on_epoch=False,
+                 sync_dist=True, batch_size=B)
 
     def _accumulated_step(self, optimizer, rows: torch.Tensor, mask: torch.Tensor, how: str,
                           loss_of: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], name: str,
@@ -823,31 +449,20 @@ class IRMPPOModule(CausalLMModule):
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         """Greedy rollouts on held-out prompts (or greedy episodes on held-out tasks: their success
         rate and calls too): mean reward and category shares per epoch."""
+        scored = self.scored_rollout(batch, sample=False)
+        B = scored.scores.shape[0]
+        self.log("val/reward", scored.scores.mean().item(), on_epoch=True, sync_dist=True, batch_size=B, prog_bar=True)
         if self.environment is not None:
-            scored = self.make_episodes(batch, sample=False)
-            B = scored.scores.shape[0]
-            self.log("val/reward", scored.scores.mean().item(), on_epoch=True, sync_dist=True, batch_size=B,
-                     prog_bar=True)
             for k in ("success", "calls", "turns"):
                 self.log(f"val/{k}", scored.stats[k], on_epoch=True, sync_dist=True, batch_size=B)
-            return
-        rollout = self.make_rollout(batch, sample=False)
-        scores, categories = score_responses(rollout.texts, batch["gold"], batch["tools"], self.table)
-        B = len(categories)
-        self.log("val/reward", scores.mean().item(), on_epoch=True, sync_dist=True, batch_size=B, prog_bar=True)
-        for c, s in category_shares(categories).items():
-            self.log(f"val/share_{c}", s, on_epoch=True, sync_dist=True, batch_size=B)
+        else:
+            for c, share in category_shares(scored.categories).items():
+                self.log(f"val/share_{c}", share, on_epoch=True, sync_dist=True, batch_size=B)
 
     # ---- resume
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # numpy's state as plain values: checkpoints are read with torch.load(weights_only=True)
-        kind, keys, pos, has_gauss, cached_gaussian = np.random.get_state()
-        rng = {"torch": torch.get_rng_state(), "python": random.getstate(),
-               "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached_gaussian)}
-        if torch.cuda.is_available():
-            rng["cuda"] = torch.cuda.get_rng_state_all()
-        checkpoint["irm_ppo"] = {"kl_controller": self.kl_controller.state_dict(), "rng": rng}
+        checkpoint["irm_ppo"] = {"kl_controller": self.kl_controller.state_dict(), "rng": rng_state()}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint.get("irm_ppo")
@@ -861,10 +476,5 @@ class IRMPPOModule(CausalLMModule):
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         if self._rng_to_restore is None:
             return
-        rng, self._rng_to_restore = self._rng_to_restore, None
-        torch.set_rng_state(rng["torch"])
-        random.setstate(rng["python"])
-        kind, keys, pos, has_gauss, cached_gaussian = rng["numpy"]
-        np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached_gaussian))
-        if "cuda" in rng and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
+        restore_rng_state(self._rng_to_restore)
+        self._rng_to_restore = None

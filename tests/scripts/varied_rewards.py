@@ -13,9 +13,9 @@ from unittest import mock
 
 import torch
 
-from tl_lightning import ppo
+from tl_lightning import ppo, rollouts
 
-real_score_responses = ppo.score_responses
+real_score_responses = rollouts.score_responses
 real_episode_batch = ppo.episode_batch
 
 
@@ -26,7 +26,7 @@ def varied_scores(texts, gold, tools, table=None):
 
 def varied_rewards():
     """A context in which ``IRMPPOModule.training_step`` scores with ``varied_scores``."""
-    return mock.patch.object(ppo, "score_responses", varied_scores)
+    return mock.patch.object(rollouts, "score_responses", varied_scores)
 
 
 def varied_episode_batch(*args, **kwargs):
