@@ -10,9 +10,6 @@ import torch
 
 from tl_lightning.data import synthetic, world
 from tl_lightning.data.datamodule import (
-    BucketBatchSampler,
-    EpochSampler,
-    ResumableDataLoader,
     ToolUseDataModule,
     collate_sft,
     gold_turn_index,
@@ -26,6 +23,7 @@ from tl_lightning.data.datamodule import (
 )
 from tl_lightning.data.mae import apply_mae
 from tl_lightning.data.render import render_prompt
+from tl_lightning.data.sampling import ResumableDataLoader
 from tl_lightning.data.tokenize import TokenizedSample
 from tl_lightning.records import DataError
 
@@ -127,25 +125,6 @@ def test_packed_batch_gives_the_same_per_sample_loss_as_unpacked(attn):
     # without the restarted positions the second sample would see the first: a real difference
     leaky = {k: v for k, v in packed.items() if k != "position_ids"}
     assert per_sample_losses(leaky, [(0, 9, 14)])[0] != pytest.approx(ref[1], rel=1e-4)
-
-
-def test_bucket_sampler_epochs_are_permutations_seeded_by_epoch():
-    rng = random.Random(3)
-    lengths = [rng.randint(1, 500) for _ in range(103)]
-    sampler = EpochSampler(103, shuffle=True, seed=5)
-    bs = BucketBatchSampler(sampler, 8, lengths=lengths, bucket_batches=4, seed=5)
-    epoch0 = list(bs)
-    assert len(epoch0) == len(bs) == 13
-    assert sorted(i for b in epoch0 for i in b) == list(range(103))
-    assert list(bs) == epoch0
-    sampler.set_epoch(1)
-    epoch1 = list(bs)
-    assert epoch1 != epoch0 and sorted(i for b in epoch1 for i in b) == list(range(103))
-    # batches hold similar lengths: far less spread than random batches
-    spread = sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in epoch0)
-    random_spread = sum(max(lengths[i] for i in b) - min(lengths[i] for i in b)
-                        for b in BucketBatchSampler(sampler, 8, lengths=lengths, bucket_batches=1))
-    assert spread < random_spread / 2
 
 
 # ---------------------------------------------------------------- the DataModule on the synthetic world

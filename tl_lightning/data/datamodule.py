@@ -7,17 +7,16 @@ batches:
 
 - ``max_length`` never cuts a target silently: an over-long sample is dropped and counted
   (``on_overlength="drop"``) or raises ``DataError`` (``"raise"``).
-- Length bucketing: each epoch, the shuffled samples are cut into mega-batches of
-  ``batch_size * bucket_batches``, each sorted by length and split into batches, and the batch
-  order is shuffled again; so batches hold similar lengths and padding stays small.
+- Length bucketing (``sampling.BucketBatchSampler``): batches hold similar lengths, so padding
+  stays small.
 - Packing (``sft`` only): samples are packed first-fit-decreasing into rows of at most
   ``max_length`` tokens; ``position_ids`` restart at 0 for every sample (and for the padding run
   at the end of a row). Hugging Face models then keep attention inside each sample when they get
   ``position_ids`` and no ``attention_mask``: ``model_inputs(batch)`` gives exactly those kwargs.
-- Mid-epoch resume: the train loader is a ``ResumableDataLoader``; Lightning saves its
-  ``state_dict()`` (epoch and batches yielded) in every checkpoint and loads it on resume, and
-  the loader then skips, without loading them, the batches already trained on. Shuffling is
-  seeded by (seed, epoch), so the resumed epoch has the same order as the interrupted one.
+- Mid-epoch resume: the train loader is a ``sampling.ResumableDataLoader``, whose position
+  Lightning keeps in every checkpoint; shuffling is seeded by (seed, epoch).
+- Each stage builds its items in its own method (``_sft_items``, ``_rl_items``, ``_eval_items``;
+  ``env`` hands out task indices) and names its item length and collate function (``_batching``).
 
 Batches (the contract the modules consume):
 
@@ -43,17 +42,18 @@ import random
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
 from lightning.pytorch import LightningDataModule
-from torch.utils.data import BatchSampler, DataLoader, Sampler
+from torch.utils.data import DataLoader
 
 from tl_lightning.data import world
 from tl_lightning.data.formats import scored_turn
 from tl_lightning.data.mae import LAYOUTS, ErrorDetector, Sample, apply_mae
 from tl_lightning.data.prompt_record import saved_prompt_format
 from tl_lightning.data.render import PROMPT_FORMATS, choose_prompt_format, render_prompt, render_sample
+from tl_lightning.data.sampling import BucketBatchSampler, EpochSampler, ResumableDataLoader
 from tl_lightning.data.sources import read_trajectories_with_report
 from tl_lightning.data.tokenize import TokenizedSample, encode_prompt, tokenize_rendered
 from tl_lightning.losses import IGNORE_INDEX
@@ -62,6 +62,8 @@ from tl_lightning.records import DataError, ToolCall, ToolSpec, Trajectory
 
 STAGES = ("sft", "rl", "eval", "env")
 OVERLENGTH = ("drop", "raise")
+Built = tuple[list[Any], dict[str, Any], list[str]]
+"""What a stage builds from trajectories: its items, the MAE report, the ids dropped as over-long."""
 
 
 # ---------------------------------------------------------------- read and split
@@ -285,6 +287,16 @@ def collate_prompts(prompts: list[PromptSample], pad_id: int, bfcl_ground_truth:
     return batch
 
 
+def row_length(row: Sequence[TokenizedSample]) -> int:
+    """Tokens of an ``sft`` row (its samples concatenated)."""
+    return sum(len(s.input_ids) for s in row)
+
+
+def prompt_length(prompt: PromptSample) -> int:
+    """Tokens of an ``rl`` / ``eval`` prompt."""
+    return len(prompt.input_ids)
+
+
 def collate_tasks(indices: list[int], environment: Any, prompt_format: str) -> dict[str, Any]:
     """An ``env`` batch: task ``indices`` into ``environment.tasks``, their ``ids`` and the
     ``prompt_format`` to render them in."""
@@ -311,110 +323,6 @@ def padding_waste(batches: Iterable[dict[str, Any]]) -> float:
         real += int(b["attention_mask"].sum())
         total += b["attention_mask"].numel()
     return 1.0 - real / total if total else 0.0
-
-
-# ---------------------------------------------------------------- sampling and resume
-
-
-def epoch_seed(seed: int, epoch: int) -> int:
-    """One RNG seed per (seed, epoch) pair (``seed + epoch`` would give seed 1 / epoch 0 the
-    order of seed 0 / epoch 1)."""
-    return seed * 1_000_003 + epoch
-
-
-class EpochSampler(Sampler[int]):
-    """Indices ``0..n-1``, shuffled by ``epoch_seed(seed, epoch)`` when ``shuffle``. Lightning
-    calls ``set_epoch`` at every epoch start; under DDP it swaps in its ``DistributedSampler``
-    (same interface, Lightning's own seed) and each rank buckets its share."""
-
-    def __init__(self, n: int, shuffle: bool, seed: int = 0) -> None:
-        self.n, self.shuffle, self.seed, self.epoch = n, shuffle, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __iter__(self) -> Iterator[int]:
-        if not self.shuffle:
-            return iter(range(self.n))
-        g = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
-        return iter(torch.randperm(self.n, generator=g).tolist())
-
-    def __len__(self) -> int:
-        return self.n
-
-
-class BucketBatchSampler(BatchSampler):
-    """Batches of similar length: the sampler's order is cut into mega-batches of
-    ``batch_size * bucket_batches`` indices, each sorted by ``lengths`` and split into batches;
-    with ``shuffle`` the batch order is then shuffled by ``epoch_seed(seed, epoch)``.
-
-    ``start`` (set by ``ResumableDataLoader``) skips that many batches of the next iteration.
-    """
-
-    def __init__(self, sampler: Sampler[int], batch_size: int, drop_last: bool = False, *,
-                 lengths: Sequence[int], bucket_batches: int = 32, shuffle: bool = True, seed: int = 0) -> None:
-        super().__init__(sampler, batch_size, drop_last)
-        if bucket_batches < 1:
-            raise ValueError(f"bucket_batches must be >= 1, got {bucket_batches}")
-        self.lengths, self.bucket_batches, self.shuffle, self.seed = list(lengths), bucket_batches, shuffle, seed
-        self.start = 0
-
-    @property
-    def epoch(self) -> int:
-        return getattr(self.sampler, "epoch", 0)
-
-    def epoch_batches(self) -> list[list[int]]:
-        """Every batch of the current epoch, in order."""
-        order = list(self.sampler)
-        mega = self.batch_size * self.bucket_batches
-        batches = []
-        for i in range(0, len(order), mega):
-            chunk = sorted(order[i:i + mega], key=lambda j: self.lengths[j])
-            batches += [chunk[k:k + self.batch_size] for k in range(0, len(chunk), self.batch_size)]
-        if self.drop_last:
-            batches = [b for b in batches if len(b) == self.batch_size]
-        if self.shuffle:
-            random.Random(epoch_seed(self.seed, self.epoch)).shuffle(batches)
-        return batches
-
-    def __iter__(self) -> Iterator[list[int]]:
-        start, self.start = self.start, 0
-        yield from self.epoch_batches()[start:]
-
-
-class ResumableDataLoader(DataLoader):
-    """A ``DataLoader`` over a ``BucketBatchSampler`` that knows its position in the epoch.
-
-    ``state_dict()`` = the epoch and how many batches were handed out; after
-    ``load_state_dict()``, the next iteration of that same epoch skips those batches (without
-    loading them). Lightning saves and restores this state with the fit loop. Counting happens
-    where batches are handed out, so it is right with worker processes too.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._epoch = 0
-        self._yielded = 0
-        self._resume: dict[str, int] | None = None
-
-    def __iter__(self) -> Iterator[Any]:
-        # a generator: the body runs at the first next(), i.e. after Lightning's set_epoch
-        epoch = getattr(self.batch_sampler.sampler, "epoch", 0)
-        skip = 0
-        if self._resume is not None and self._resume["epoch"] == epoch:
-            skip = self._resume["batches_yielded"]
-        self._resume = None
-        self.batch_sampler.start = skip
-        self._epoch, self._yielded = epoch, skip
-        for batch in super().__iter__():
-            self._yielded += 1
-            yield batch
-
-    def state_dict(self) -> dict[str, int]:
-        return {"epoch": self._epoch, "batches_yielded": self._yielded}
-
-    def load_state_dict(self, state_dict: dict[str, int]) -> None:
-        self._resume = {"epoch": int(state_dict["epoch"]), "batches_yielded": int(state_dict["batches_yielded"])}
 
 
 # ---------------------------------------------------------------- the DataModule
@@ -529,28 +437,6 @@ class ToolUseDataModule(LightningDataModule):
         paths = [self.data_path] if isinstance(self.data_path, (str, Path)) else list(self.data_path)
         return read_sources([str(p) for p in paths], format=self.format, on_error=self.on_error)
 
-    def _items(self, trajs: list[Trajectory]) -> tuple[list[Any], dict[str, Any], list[str]]:
-        """MAE, then SFT rows (packed when asked) or prompts; with the MAE report and dropped ids.
-        The eval stage skips MAE and drops nothing (``make_eval_prompts``)."""
-        if self.stage == "eval":
-            return make_eval_prompts(trajs, self.tokenizer, prompt_format=self.hparams.prompt_format,
-                                     max_length=self.max_length), {}, []
-        detector = None
-        if self.error_patterns is not None or self.error_regexes is not None:
-            detector = ErrorDetector(patterns=tuple(self.error_patterns or ()), regexes=tuple(self.error_regexes or ()))
-        samples, mae_report = apply_mae(trajs, detector=detector, layout=self.mae_layout, enabled=self.mae)
-        common = dict(prompt_format=self.hparams.prompt_format, max_length=self.max_length,
-                      on_overlength=self.on_overlength)
-        if self.stage != "sft":
-            prompts, dropped = make_prompts(samples, self.tokenizer, **common)
-            return prompts, mae_report.to_dict(), dropped
-        tokenized, dropped = tokenize_samples(samples, self.tokenizer, w_max=self.w_max,
-                                              exclude_value_end=self.exclude_value_end, **common)
-        if self.packing:
-            rows = pack_rows([len(t.input_ids) for t in tokenized], self.max_length)
-            return [tuple(tokenized[i] for i in r) for r in rows], mae_report.to_dict(), dropped
-        return [(t,) for t in tokenized], mae_report.to_dict(), dropped
-
     def setup(self, stage: str | None = None) -> None:
         if self.stage == "env":
             self._connect_to_trainer_module()
@@ -562,18 +448,19 @@ class ToolUseDataModule(LightningDataModule):
         # in the hyper-parameters, so checkpoints (and HFExport) record the format used
         self.hparams["prompt_format"] = choose_prompt_format(self.prompt_format, self.model_prompt_format)
         if self.stage == "env":
-            tasks = len(self.environment.tasks)
-            self.train_items, self.val_items = split_by_trajectory(list(range(tasks)), self.val_fraction, self.seed)
-            self.report = {"tasks": tasks, "train_items": len(self.train_items), "val_items": len(self.val_items)}
-            self._prepared = True
-            return
-        trajs, read_reports = self._read()
-        if self.stage == "eval":  # evaluate on everything
-            train, val = [], trajs
+            self._setup_tasks()
         else:
-            train, val = split_by_trajectory(trajs, self.val_fraction, self.seed)
-        self.train_items, train_mae, train_dropped = self._items(train)
-        self.val_items, val_mae, val_dropped = self._items(val)
+            self._setup_items()
+        self._prepared = True
+
+    def _setup_items(self) -> None:
+        """Read, split by trajectory (``eval``: everything is evaluated) and build each side's items
+        with the stage's builder; the report counts what was read, kept and dropped."""
+        trajs, read_reports = self._read()
+        train, val = ([], trajs) if self.stage == "eval" else split_by_trajectory(trajs, self.val_fraction, self.seed)
+        build = {"sft": self._sft_items, "rl": self._rl_items, "eval": self._eval_items}[self.stage]
+        self.train_items, train_mae, train_dropped = build(train)
+        self.val_items, val_mae, val_dropped = build(val)
         self.report = {
             "read": read_reports, "read_skipped": sum(r["skipped"] for r in read_reports),
             "trajectories": len(trajs), "train_trajectories": len(train), "val_trajectories": len(val),
@@ -582,37 +469,73 @@ class ToolUseDataModule(LightningDataModule):
             "overlength_dropped": len(train_dropped) + len(val_dropped),
             "overlength_dropped_ids": (train_dropped + val_dropped)[:20],
         }
-        self._prepared = True
+
+    def _setup_tasks(self) -> None:
+        """``env``: the environment's task indices, split into train / val by ``val_fraction``."""
+        tasks = len(self.environment.tasks)
+        self.train_items, self.val_items = split_by_trajectory(list(range(tasks)), self.val_fraction, self.seed)
+        self.report = {"tasks": tasks, "train_items": len(self.train_items), "val_items": len(self.val_items)}
+
+    # ---- the items of each stage
+
+    def _mae_samples(self, trajs: list[Trajectory]) -> tuple[list[Sample], dict[str, Any]]:
+        detector = None
+        if self.error_patterns is not None or self.error_regexes is not None:
+            detector = ErrorDetector(patterns=tuple(self.error_patterns or ()), regexes=tuple(self.error_regexes or ()))
+        samples, report = apply_mae(trajs, detector=detector, layout=self.mae_layout, enabled=self.mae)
+        return samples, report.to_dict()
+
+    def _sft_items(self, trajs: list[Trajectory]) -> Built:
+        """MAE samples, rendered and tokenized with PKT weights, as rows of one sample or, with
+        ``packing``, of several."""
+        samples, mae_report = self._mae_samples(trajs)
+        tokenized, dropped = tokenize_samples(samples, self.tokenizer, prompt_format=self.hparams.prompt_format,
+                                              w_max=self.w_max, exclude_value_end=self.exclude_value_end,
+                                              max_length=self.max_length, on_overlength=self.on_overlength)
+        if self.packing:
+            rows = pack_rows([len(t.input_ids) for t in tokenized], self.max_length)
+            return [tuple(tokenized[i] for i in r) for r in rows], mae_report, dropped
+        return [(t,) for t in tokenized], mae_report, dropped
+
+    def _rl_items(self, trajs: list[Trajectory]) -> Built:
+        """A prompt for every call turn MAE keeps as a target (``make_prompts``)."""
+        samples, mae_report = self._mae_samples(trajs)
+        prompts, dropped = make_prompts(samples, self.tokenizer, prompt_format=self.hparams.prompt_format,
+                                        max_length=self.max_length, on_overlength=self.on_overlength)
+        return prompts, mae_report, dropped
+
+    def _eval_items(self, trajs: list[Trajectory]) -> Built:
+        """One prompt per trajectory at the benchmark's scored turn: no MAE, nothing dropped."""
+        return make_eval_prompts(trajs, self.tokenizer, prompt_format=self.hparams.prompt_format,
+                                 max_length=self.max_length), {}, []
 
     # ---- loaders
 
-    def _lengths(self, items: list[Any]) -> list[int]:
-        if self.stage == "sft":
-            return [sum(len(s.input_ids) for s in row) for row in items]
-        if self.stage == "env":  # episode lengths are not known before they run
-            return [0] * len(items)
-        return [len(p.input_ids) for p in items]
-
-    def _collate(self):
+    def _batching(self) -> tuple[Callable[[Any], int], Callable[[list[Any]], dict[str, Any]]]:
+        """How long an item of this stage is (for bucketing) and how its items are collated."""
         pad_id = self.tokenizer.pad_token_id
         if pad_id is None:
             pad_id = self.tokenizer.eos_token_id
-        if self.stage == "sft":
-            return partial(collate_sft, pad_id=pad_id, packed=self.packing)
-        if self.stage == "env":
-            return partial(collate_tasks, environment=self.environment, prompt_format=self.hparams.prompt_format)
-        return partial(collate_prompts, pad_id=pad_id, bfcl_ground_truth=self.stage == "eval")
+        return {
+            "sft": (row_length, partial(collate_sft, pad_id=pad_id, packed=self.packing)),
+            "rl": (prompt_length, partial(collate_prompts, pad_id=pad_id)),
+            "eval": (prompt_length, partial(collate_prompts, pad_id=pad_id, bfcl_ground_truth=True)),
+            # episode lengths are not known before they run
+            "env": (lambda task: 0, partial(collate_tasks, environment=self.environment,
+                                            prompt_format=self.hparams.prompt_format)),
+        }[self.stage]
 
     def _loader(self, items: list[Any], train: bool) -> DataLoader:
         if not items:
             raise DataError(f"no {'training' if train else 'validation'} data for stage {self.stage!r} "
                             f"(report: {self.report})")
+        length, collate = self._batching()
         batch_sampler = BucketBatchSampler(
             EpochSampler(len(items), shuffle=train, seed=self.seed), self.batch_size, False,
-            lengths=self._lengths(items), bucket_batches=self.bucket_batches if train else len(items), shuffle=train,
-            seed=self.seed)
+            lengths=[length(item) for item in items], bucket_batches=self.bucket_batches if train else len(items),
+            shuffle=train, seed=self.seed)
         loader_cls = ResumableDataLoader if train else DataLoader
-        return loader_cls(items, batch_sampler=batch_sampler, collate_fn=self._collate(), num_workers=self.num_workers)
+        return loader_cls(items, batch_sampler=batch_sampler, collate_fn=collate, num_workers=self.num_workers)
 
     def train_dataloader(self) -> DataLoader:
         if self.stage == "eval":
