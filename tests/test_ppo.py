@@ -1,5 +1,5 @@
-"""IRMPPOModule (tl_lightning/ppo.py): KL control, scoring, groups, rollouts on tiny-llama, a PPO
-step for each model layout, a step per group-relative estimator with its forward passes counted,
+"""IRMPPOModule (tl_lightning/ppo.py, with actor_critic.py): options, the custom reward table,
+rollouts on tiny-llama, a PPO step for each model layout, a step per group-relative estimator with its forward passes counted,
 the QLoRA generate-then-train trap, starting from a PKTModule checkpoint, multi-turn episodes in
 an environment with every estimator (MAE in RL on and off), the tiny recipes through the CLI, and
 (as subprocess scripts) resume after SIGKILL, single-turn and multi-turn, and FSDP2 on 2 gloo

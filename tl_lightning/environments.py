@@ -58,9 +58,10 @@ from typing import Any, Protocol, runtime_checkable
 
 from tl_lightning.calls import ParseFailure, format_call, normalize_value, parse_calls
 from tl_lightning.data.mae import DEFAULT_DETECTOR, ErrorDetector, following_outputs, select_turns
-from tl_lightning.records import Message, ToolCall, ToolSpec, Trajectory
+from tl_lightning.data.sources import read_trajectories
 from tl_lightning.data.world import Result, World, generate_tasks
 from tl_lightning.data.world.executor import check_call
+from tl_lightning.records import Message, ToolCall, ToolSpec, Trajectory
 from tl_lightning.reward import classify_call
 
 TOOL_ERROR, TIMEOUT, NO_RECORD = "tool_error", "timeout", "no_record"
@@ -399,8 +400,6 @@ class ReplayEnv(ToolEnvironment):
         if (data_path is None) == (trajectories is None):
             raise ValueError("give ReplayEnv either data_path or trajectories")
         if trajectories is None:
-            from tl_lightning.data.sources import read_trajectories
-
             trajectories = read_trajectories(Path(data_path), format=format)
         self.tables: dict[str, dict[str, str]] = {}  # task id -> its recording's table
         tasks = []
