@@ -8,7 +8,7 @@ step, so every step has the same global batch. PKTModule divides by the weight s
 global batch (all-reduced), so per-step losses and weights agree up to float summation order.
 
 The distributed runs are subprocesses (tests/scripts/run_cli.py): Lightning's DDP launcher
-re-runs the command line for rank 1, which inside pytest would re-run pytest (DESIGN §5).
+re-runs the command line for rank 1, which inside pytest would re-run pytest (docs/design.md, "Platform notes").
 """
 
 from __future__ import annotations

@@ -163,7 +163,7 @@ def test_qlora_4bit_is_nf4_double_quant_and_guarded(input_ids):
 
 
 def test_qlora_4bit_trains_the_same_after_generate(input_ids):
-    """DESIGN §5: a no-grad forward (generate) must not change later LoRA gradients."""
+    """docs/design.md, "Platform notes": a no-grad forward (generate) must not change later LoRA gradients."""
     reference = load_model(TINY_LLAMA, lora=NO_DROPOUT, quantization="4bit")
     perturb_lora_b(reference)
     loss_ref, grads_ref = train_step_grads(reference, input_ids)

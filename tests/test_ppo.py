@@ -386,7 +386,7 @@ def test_microbatches_accumulate_the_minibatch_gradient(rl_batches, tmp_path):
 
 @pytest.mark.slow
 def test_qlora_adapters_get_gradients_after_generate(rl_batches):
-    """DESIGN §5: a no-grad forward of a 4-bit layer on CPU must not leave later backward passes
+    """docs/design.md, "Platform notes": a no-grad forward of a 4-bit layer on CPU must not leave later backward passes
     with zero LoRA gradients; PPO always trains right after generating."""
     module = tiny_module(quantization="4bit")
     module.configure_model()

@@ -1,4 +1,4 @@
-"""reward.py: each row of the DESIGN §2 table, the value rules, gold alternatives, and fuzz."""
+"""reward.py: each row of the reward table (docs/design.md, "The IRM reward"), the value rules, gold alternatives, and fuzz."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Multi-turn RL episodes in tool environments (``environments.py``): rollouts, their rewards, and
-the batch an RL step trains on (DESIGN §2, "Beyond the paper: multi-turn environments").
+the batch an RL step trains on (docs/design.md, "Multi-turn episodes").
 
 Rollout (``run_episodes``), batched over episodes: the policy generates an assistant turn for every
 running episode (``generation.generate``, one call per turn, ending at eos or end-of-turn text);

@@ -1,6 +1,6 @@
 """Losses as small pure functions.
 
-PKT part: the key-token-weighted cross-entropy of TL-Training (DESIGN §2). Labels follow the
+PKT part: the key-token-weighted cross-entropy of TL-Training (docs/design.md, "PKT"). Labels follow the
 Hugging Face convention (aligned with ``input_ids``, ``-100`` = no loss); the causal shift happens
 here, and vocabulary-sized logits are only needed at the positions that predict a supervised
 token (``prediction_mask``; transformers' ``logits_to_keep`` computes just those).
@@ -78,7 +78,7 @@ def weighted_token_ce_sums(tokens: SupervisedTokens, weights: torch.Tensor) -> t
 
 def pkt_loss(logits: torch.Tensor, labels: torch.Tensor, loss_weights: torch.Tensor,
              ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
-    """PKT loss ``sum(w * CE) / sum(w)`` over supervised tokens (DESIGN §2).
+    """PKT loss ``sum(w * CE) / sum(w)`` over supervised tokens (docs/design.md, "PKT").
 
     logits (B, T, V) (or the (N, V) kept rows, see ``supervised_tokens``), labels (B, T) aligned
     with input_ids, loss_weights (B, T). With every weight 1 this is exactly the causal-LM
@@ -378,7 +378,7 @@ def ppo_value_loss(
 
 
 # ---------------------------------------------------------------------------------------------
-# Group-relative estimators (DESIGN §2, "Beyond the paper"). ``rewards`` (B,) holds the sequence
+# Group-relative estimators (docs/design.md, "IRM: reinforcement learning"). ``rewards`` (B,) holds the sequence
 # rewards of B = prompts x G completions, the G completions of a prompt in consecutive rows; each
 # returns one advantage per sequence (B,), given to every response token of it. No critic.
 

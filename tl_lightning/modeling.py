@@ -248,13 +248,13 @@ def bnb_config(quantization: str, compute_dtype: torch.dtype):
 
 
 def guard_cpu_4bit(model: nn.Module) -> int:
-    """Keep bitsandbytes 4-bit layers trainable on CPU after a no-grad forward (DESIGN §5).
+    """Keep bitsandbytes 4-bit layers trainable on CPU after a no-grad forward (docs/design.md, "Platform notes").
 
     On CPUs with AVX512-BF16 (bitsandbytes' default there), ``Linear4bit.forward`` in
     eval/no-grad mode (e.g. ``generate()``) repacks its weight into a CPU inference layout for
     good. Later training forwards then run a kernel (``gemv_4bit``) without autograd support:
     the outputs change and no gradient flows back through the frozen base weights, so the LoRA
-    gradients are silently wrong (zero, as measured in DESIGN §5). Turning the fast path off
+    gradients are silently wrong (zero, as ``tests/test_modeling.py`` measures). Turning the fast path off
     keeps the normal layout. Returns the number of layers guarded.
     """
     import bitsandbytes as bnb

@@ -114,7 +114,7 @@ class PhaseClock:
 
 class IRMPPOModule(ActorCriticModule):
     """RL with the IRM reward on ``ToolUseDataModule(stage="rl")`` prompts: PPO with a critic or a
-    group-relative estimator (module docstring; DESIGN §2).
+    group-relative estimator (module docstring; docs/design.md, "IRM: reinforcement learning").
 
     Args:
         model_name: the PKT model: ``"smollm2-135m-instruct"``, ``"tiny-llama"``, an HF id or a
@@ -140,7 +140,7 @@ class IRMPPOModule(ActorCriticModule):
             adaptive control (``kl_horizon``), else fixed.
         kl_mode: ``"reward"`` (a per-token reward penalty) or ``"loss"`` (the k3 term in the loss).
         clip_score, gamma, lam, policy_clip, value_clip, whiten_advantages (``gae`` only): PPO
-            (DESIGN §2).
+            (docs/design.md, "IRM: reinforcement learning").
         ppo_epochs, minibatch_size: passes over each rollout batch and rows per optimizer step
             (None = the whole batch; rows are completions: a batch has ``batch_size * num_generations``).
         microbatch_size: rows per forward / backward within a minibatch (gradient accumulation, the
@@ -148,7 +148,7 @@ class IRMPPOModule(ActorCriticModule):
             steps, so one epoch over one minibatch still needs no old-log-prob pass.
         max_new_tokens, do_sample, temperature, top_p: generation (greedy by default);
             ``max_new_tokens`` is also Dr. GRPO's loss constant.
-        reward_table: category -> reward overrides of ``RewardTable`` (DESIGN §2 values).
+        reward_table: category -> reward overrides of ``RewardTable`` (docs/design.md, "The IRM reward").
         environment: a multi-turn tool environment (``environments.Environment``, e.g.
             ``SyntheticWorldEnv``): episodes instead of single answers, on ``stage="env"`` batches.
         episodes: ``episodes.EpisodeOptions`` (turns, token budget, reward mode, outcome weight,
@@ -212,7 +212,8 @@ class IRMPPOModule(ActorCriticModule):
             raise ValueError(f"quantization={quantization!r} freezes the weights: the actor needs lora options")
         if has_critic and quantization is not None and critic_layout == "copy" and critic_lora is None:
             raise ValueError("a quantized critic copy cannot be trained fully: give critic_lora")
-        if ppo_epochs < 1 or max_new_tokens < 1 or any(n is not None and n < 1 for n in (minibatch_size, microbatch_size)):
+        if ppo_epochs < 1 or max_new_tokens < 1 or any(n is not None and n < 1
+                                                         for n in (minibatch_size, microbatch_size)):
             raise ValueError("ppo_epochs, max_new_tokens, minibatch_size and microbatch_size must be >= 1")
         if environment is not None and not isinstance(environment, Environment):
             raise ValueError(f"environment must have tasks, reset() and step() (environments.Environment), "

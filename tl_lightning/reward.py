@@ -1,4 +1,4 @@
-"""The IRM reward: a generated call scored by its error category (DESIGN §2).
+"""The IRM reward: a generated call scored by its error category (docs/design.md, "The IRM reward").
 
 ``classify_call`` names the category of a prediction against the gold call(s), ``irm_reward`` gives
 its value from a ``RewardTable``. Definitions, for a prediction that calls the gold tool:
@@ -64,7 +64,7 @@ Gold = Union[ToolCall, str, Sequence[Any]]
 
 @dataclass(frozen=True)
 class RewardTable:
-    """Reward per error category (DESIGN §2); the field names are the category names, from the
+    """Reward per error category (the paper's values); the field names are the category names, from the
     worst case to the best, in the order ``classify_call`` tests them."""
 
     unparsable_or_unknown_tool: float = -2.0
@@ -283,6 +283,6 @@ def classify_call(prediction: str | ToolCall | Sequence[ToolCall], gold: Gold, t
 
 def irm_reward(prediction: str | ToolCall, gold: Gold, tools: Iterable[ToolSpec | dict[str, Any]],
                table: RewardTable | None = None) -> float:
-    """The IRM reward of ``prediction`` (DESIGN §2 table; ``table`` overrides the values)."""
+    """The IRM reward of ``prediction`` (docs/design.md, "The IRM reward"; ``table`` overrides the values)."""
     table = table or DEFAULT_TABLE
     return table.value(classify_call(prediction, gold, tools, table))

@@ -4,7 +4,7 @@ A trajectory records what an agent did, failed calls included. A failed call (th
 with an error) must not be learned, but it stays in the context of the later turns: the model sees
 the error and the fix, it is just never trained to produce the failing call.
 
-The rule (TL-Training, DESIGN.md §2): an assistant turn is a target unless the tool output that
+The rule (TL-Training; docs/design.md, "MAE"): an assistant turn is a target unless the tool output that
 follows it reads as an error. "Reads as an error" is the authors' test: normalise both the output
 and each error phrase (lower-case, keep only letters and digits), then look for the phrase as a
 substring. Because of that normalisation the phrases ``"error":`` and ``'error'`` both become
@@ -14,7 +14,7 @@ code, whose data only ever had one call per turn, each followed by exactly one o
 - a turn with parallel calls is followed by several outputs; it is dropped if any of them is an
   error (one failed call makes the turn a wrong example);
 - an assistant turn followed by a user message (a text reply, or a call answered by the user) is
-  kept, as DESIGN.md says; the authors' script skipped it, but their data never had one.
+  kept; the authors' script skipped it, but their data never had one.
 
 A call to a tool that is not in the tool list is never a target (reason ``"undeclared_tool"``),
 whatever its output says: there is no spec for the model to learn it from.

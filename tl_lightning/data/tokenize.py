@@ -6,7 +6,7 @@ tokenizer's offset mapping, so it holds for any fast tokenizer and any split of 
 - a token is supervised if its characters overlap a target span; a token straddling a span edge
   (``"Ġget"`` holds the space before the call and its first letters) counts, since the model must
   produce it;
-- key tokens (PKT, DESIGN.md §2) are the tokens holding the key characters of each call: the
+- key tokens (docs/design.md, "PKT") are the tokens holding the key characters of each call: the
   first character of the tool name, and, for every other offered tool whose name shares a
   non-empty prefix ``p`` with the gold name (shorter than the gold name), the character at
   ``len(p)``, where the gold name departs from it;
