@@ -21,14 +21,13 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from tl_lightning import ppo
+from tl_lightning.kl_control import FixedKLController
 from tl_lightning.losses import gather_logprobs
 from tl_lightning.modeling import TINY_LLAMA, LoraOptions, load_model
-from tl_lightning import ppo
-from tl_lightning.kl_control import AdaptiveKLController, FixedKLController
 from tl_lightning.ppo import IRMPPOModule
-from tl_lightning.rollouts import category_shares, evaluate_rewards, group_reward_stats, repeat_prompts, score_responses
-from tl_lightning.records import ToolCall, ToolSpec
 from tl_lightning.reward import CATEGORIES
+from tl_lightning.rollouts import evaluate_rewards, repeat_prompts
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "tests" / "scripts"
@@ -36,9 +35,6 @@ sys.path.insert(0, str(SCRIPTS))
 from scripted_policy import add, failed_call_then_fix, scripted  # noqa: E402
 from varied_rewards import varied_episode_rewards, varied_rewards  # noqa: E402
 LORA = LoraOptions(r=4, alpha=8, dropout=0.0)
-WEATHER = ToolSpec("get_weather", "Current weather.", {"type": "object", "properties": {"city": {"type": "string"}},
-                                                       "required": ["city"]})
-GOLD = ((ToolCall("get_weather", {"city": "Paris"}),),)
 
 
 @pytest.fixture(autouse=True)
