@@ -19,7 +19,7 @@ from tl_lightning.data.tokenize import (
     tokenize_rendered,
 )
 from tl_lightning.losses import IGNORE_INDEX
-from tl_lightning.records import Message, Trajectory
+from tl_lightning.records import Message, ToolCall, ToolSpec, Trajectory
 
 
 def paper_sample() -> Sample:
@@ -62,6 +62,9 @@ def test_key_char_offsets():
     assert key_char_offsets("getPapersByKeywords", ["getPaperDetails", "finish"], 10) == [10, 18]
     assert key_char_offsets("getX", ["get", "getX", "getY"], 0) == [0, 3]  # prefix other; itself ignored
     assert key_char_offsets("get", ["getX"], 5) == [5]  # gold is a prefix of the other: no departure
+    # ... unless the token after the name is marked: that is where the two part
+    assert key_char_offsets("get", ["getX", "get"], 5, name_end_key=True) == [5, 8]
+    assert key_char_offsets("getX", ["get"], 0, name_end_key=True) == [0, 3]  # the other way round: as before
     assert key_char_offsets("search", ["finish", "lookup"], 0) == [0]
     assert key_char_offsets("abc", ["abd", "abx", "ax"], 0) == [0, 1, 2]
 
@@ -306,3 +309,19 @@ def test_generation_prompt_is_a_prefix_of_the_training_sample(shared_data, smoll
     trajs = read_trajectories(str(shared_data / rel))
     violations = prompt_prefix_violations(trajs, prompt_format, smollm2_tokenizer)
     assert not violations, f"{len(violations)} prompts are no prefix: {violations[:5]}"
+
+
+def test_name_end_key_marks_the_token_after_a_gold_name_that_a_sibling_continues(smollm2_tokenizer):
+    """``get_invoice`` vs ``get_invoice_status``: the model decides at the token after the name."""
+    tools = (ToolSpec("get_invoice", parameters={"type": "object", "properties": {"invoice_id": {"type": "string"}}}),
+             ToolSpec("get_invoice_status", parameters={"type": "object",
+                                                        "properties": {"invoice_id": {"type": "string"}}}))
+    traj = Trajectory("t", tools, (Message("user", "Show invoice INV-1."),
+                                   Message("assistant", calls=(ToolCall("get_invoice", {"invoice_id": "INV-1"}),))))
+    rendered = render_sample(Sample("t", traj, (1,)), "codellama", smollm2_tokenizer)
+    marked = {}
+    for name_end_key in (False, True):
+        tok = tokenize_rendered(rendered, smollm2_tokenizer, name_end_key=name_end_key)
+        marked[name_end_key] = [smollm2_tokenizer.decode([t]) for t, k in zip(tok.input_ids, tok.key_mask) if k]
+    assert marked[False] == [" get"]
+    assert marked[True][0] == " get" and marked[True][1].startswith("(")

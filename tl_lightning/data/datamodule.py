@@ -107,15 +107,15 @@ def _reject_overlength(what: str, sample_id: str, length: int, max_length: int, 
 
 
 def tokenize_samples(samples: Iterable[Sample], tokenizer: Any, *, prompt_format: str, w_max: float,
-                     max_length: int, on_overlength: str,
-                     exclude_value_end: bool = False) -> tuple[list[TokenizedSample], list[str]]:
+                     max_length: int, on_overlength: str, exclude_value_end: bool = False,
+                     name_end_key: bool = False) -> tuple[list[TokenizedSample], list[str]]:
     """Render and tokenize SFT samples (PKT weights: ``tokenize_rendered``); return those that fit
     ``max_length`` and the ids of those that did not (dropped whole: cutting would lose
     supervised tokens)."""
     kept, dropped = [], []
     for s in samples:
         tok = tokenize_rendered(render_sample(s, prompt_format, tokenizer), tokenizer, w_max=w_max,
-                                exclude_value_end=exclude_value_end)
+                                exclude_value_end=exclude_value_end, name_end_key=name_end_key)
         if len(tok.input_ids) > max_length:
             _reject_overlength("sample", s.id, len(tok.input_ids), max_length, on_overlength)
             dropped.append(s.id)
@@ -350,7 +350,10 @@ class ToolUseDataModule(LightningDataModule):
             None = the authors' patterns. Not applied in ``eval``: one prompt per trajectory at
             the benchmark's scored turn (``gold_turn_index``, from ``meta["format"]``).
         w_max: PKT's weight cap (1 = plain cross-entropy); exclude_value_end: leave the last
-            token of each argument value out of |NK| (the authors' option, ``tokenize_rendered``).
+            token of each argument value out of |NK| (the authors' option, ``tokenize_rendered``);
+            name_end_key: also weigh the token after a gold name that another offered name
+            continues (``get_invoice`` vs ``get_invoice_status``; beyond the authors' rule, which
+            marks nothing there; ``tokenize_rendered``). False gives the authors' key tokens.
         max_length: longest sample / packed row / prompt in tokens; ``on_overlength``: ``"drop"``
             (counted) or ``"raise"`` (``eval`` always raises: see ``make_eval_prompts``).
         batch_size, packing (``sft`` only), bucket_batches (batches per length-sorted mega-batch),
@@ -369,6 +372,7 @@ class ToolUseDataModule(LightningDataModule):
         error_regexes: list[str] | None = None,
         w_max: float = 9.0,
         exclude_value_end: bool = False,
+        name_end_key: bool = True,
         max_length: int = 2048,
         on_overlength: str = "drop",
         batch_size: int = 4,
@@ -397,6 +401,7 @@ class ToolUseDataModule(LightningDataModule):
         self.data_path, self.format, self.on_error = data_path, format, on_error
         self.tokenizer_name, self.tokenizer, self.model_prompt_format = tokenizer, None, None
         self.prompt_format, self.w_max, self.exclude_value_end = prompt_format, w_max, exclude_value_end
+        self.name_end_key = name_end_key
         self.mae, self.mae_layout = mae, mae_layout
         self.error_patterns, self.error_regexes = error_patterns, error_regexes
         self.max_length, self.on_overlength = max_length, on_overlength
@@ -491,7 +496,8 @@ class ToolUseDataModule(LightningDataModule):
         samples, mae_report = self._mae_samples(trajs)
         tokenized, dropped = tokenize_samples(samples, self.tokenizer, prompt_format=self.hparams.prompt_format,
                                               w_max=self.w_max, exclude_value_end=self.exclude_value_end,
-                                              max_length=self.max_length, on_overlength=self.on_overlength)
+                                              name_end_key=self.name_end_key, max_length=self.max_length,
+                                              on_overlength=self.on_overlength)
         if self.packing:
             rows = pack_rows([len(t.input_ids) for t in tokenized], self.max_length)
             return [tuple(tokenized[i] for i in r) for r in rows], mae_report, dropped

@@ -9,7 +9,12 @@ tokenizer's offset mapping, so it holds for any fast tokenizer and any split of 
 - key tokens (docs/design.md, "PKT") are the tokens holding the key characters of each call: the
   first character of the tool name, and, for every other offered tool whose name shares a
   non-empty prefix ``p`` with the gold name (shorter than the gold name), the character at
-  ``len(p)``, where the gold name departs from it;
+  ``len(p)``, where the gold name departs from it. With ``name_end_key`` (beyond the authors'
+  definition, on by default in the DataModule) also the character right after the gold name when
+  the gold name is a proper prefix of another offered name (``get_invoice`` vs
+  ``get_invoice_status``): the model decides between the two at the token after the name (``(``
+  or the closing quote), which the authors' rule never marks since the gold name has no character
+  left where the other departs;
 - per turn, key tokens weigh ``clip(|NK| / |K|, 1, w_max)`` with ``|NK|`` the supervised tokens
   of that turn that are not key tokens; every other supervised token weighs 1; unsupervised
   tokens weigh 0. ``w_max = 1`` gives all ones (plain cross-entropy). With ``exclude_value_end``
@@ -54,17 +59,21 @@ def common_prefix_length(a: Sequence, b: Sequence) -> int:
     return n
 
 
-def key_char_offsets(gold_name: str, other_names: Iterable[str], name_start: int) -> list[int]:
+def key_char_offsets(gold_name: str, other_names: Iterable[str], name_start: int,
+                     name_end_key: bool = False) -> list[int]:
     """Character offsets (in the text) of the PKT key characters of a call to ``gold_name`` whose
     name starts at ``name_start``: the name's first character, and for each other name sharing a
-    non-empty prefix ``p`` with it (``len(p) < len(gold_name)``) the character at ``len(p)``.
-    Sorted, without repeats."""
+    non-empty prefix ``p`` with it (``len(p) < len(gold_name)``) the character at ``len(p)``; with
+    ``name_end_key``, also the character after the name when ``gold_name`` is a proper prefix of
+    another name. Sorted, without repeats."""
     offsets = {name_start}
     for other in other_names:
         if other == gold_name:
             continue
         shared = common_prefix_length(gold_name, other)
         if 0 < shared < len(gold_name):
+            offsets.add(name_start + shared)
+        elif name_end_key and shared == len(gold_name) < len(other):
             offsets.add(name_start + shared)
     return sorted(offsets)
 
@@ -120,8 +129,8 @@ class _Offsets:
         return t
 
 
-def tokenize_rendered(rendered: Rendered, tokenizer, w_max: float = 9.0,
-                      exclude_value_end: bool = False) -> TokenizedSample:
+def tokenize_rendered(rendered: Rendered, tokenizer, w_max: float = 9.0, exclude_value_end: bool = False,
+                      name_end_key: bool = False) -> TokenizedSample:
     """Tokenize ``rendered.text`` and derive labels and PKT weights from its target spans (see
     the module docstring)."""
     if w_max < 1:
@@ -138,8 +147,9 @@ def tokenize_rendered(rendered: Rendered, tokenizer, w_max: float = 9.0,
         keys: set[int] = set()
         value_ends: set[int] = set()
         for call in target.calls:
-            for char in key_char_offsets(call.name, rendered.tool_names, call.name_start):
-                keys.add(offsets.holding(char))
+            for char in key_char_offsets(call.name, rendered.tool_names, call.name_start, name_end_key):
+                if char < target.end:  # the character after a name that ends the turn has no token to mark
+                    keys.add(offsets.holding(char))
             if exclude_value_end:
                 value_ends.update(offsets.holding(end - 1) for start, end in call.value_spans if end > start)
         non_key = sum(1 for t in turn if t not in keys and t not in value_ends)
