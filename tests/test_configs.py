@@ -107,7 +107,7 @@ def check_turn_budget(raw: dict, tokenizer) -> None:
     from lightning.pytorch.cli import instantiate_class
 
     from tl_lightning.data.datamodule import answer_length, truncated_answers_warning
-    from tl_lightning.data.records import Message, Trajectory
+    from tl_lightning.records import Message, Trajectory
 
     init = raw["model"]["init_args"]
     env = instantiate_class((), init["environment"])
