@@ -234,14 +234,14 @@ class IRMPPOModule(ActorCriticModule):
         self.phase_seconds: dict[str, float] = {}  # the last training step's, by phase (PHASES)
         self._rng_to_restore: dict[str, Any] | None = None
 
-    # ---- rollouts
-
     def model_source(self) -> str:
         """The PKT model: ``model_name``, or the HF folder exported once from ``init_checkpoint``
         (which records the checkpoint's prompt format)."""
         if self.hparams.init_checkpoint is None:
             return self.hparams.model_name
         return str(export_pkt_checkpoint(self.hparams.init_checkpoint))
+
+    # ---- rollouts
 
     def _synced_generation(self) -> bool:
         return self.device_mesh is not None and self.trainer.world_size > 1
