@@ -50,6 +50,8 @@ def test_fit_logs_heldout_figures_at_start_every_n_batches_and_end(tmp_path):
     first_vs_last = paired_comparison([callback.history[-1]], [callback.history[0]])
     assert first_vs_last["n"] == 6 and set(first_vs_last["cf"]) == {"diff", "low", "high"}
     assert cli.trainer.callback_metrics["heldout/exact_call"] == torch.tensor(callback.history[-1]["exact_call"])
+    written = json.loads((tmp_path / "lightning_logs" / "version_0" / "heldout.json").read_text())
+    assert written["data"] == HELDOUT and [h["batches"] for h in written["history"]] == [0, 2, 3]
     header = (tmp_path / "lightning_logs" / "version_0" / "metrics.csv").read_text().splitlines()[0]
     assert "heldout/exact_call" in header and "heldout/mean_reward" in header
     # the monitored checkpoint was chosen by the held-out figure of batch 2

@@ -15,7 +15,9 @@ exact-call rate and the mean IRM reward, each with its 95% bootstrap interval) a
   when training has ended, after the last save, so it is logged but chooses no checkpoint);
 - keeps every evaluation in ``history``: step, batches, the figures with their intervals and the
   per-item results (``items``, in item order, as in a ``report.json``), so two evaluations compare
-  item by item (``evaluate.paired_comparison``); ``results`` holds the latest per-item results.
+  item by item (``evaluate.paired_comparison``); ``results`` holds the latest per-item results;
+- writes that history to ``<log_dir>/<name>.json`` after every evaluation (rank 0; also the
+  evaluation after the last batch, which no checkpoint holds).
 
 Counting: ``every_n_batches`` counts training batches: optimizer steps for ``PKTModule`` (without
 gradient accumulation), rollout batches for the RL module (whose ``global_step`` counts each of its
@@ -28,7 +30,9 @@ computes the same result over all items.
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -162,6 +166,11 @@ class HeldOutEvaluation(Callback):
         values = {f"{self.name}/{m}": float(figures[m]) for m in (*METRICS, "mean_reward")}
         for logger in trainer.loggers:
             logger.log_metrics(values, step=step)
+        if trainer.is_global_zero and trainer.log_dir is not None:
+            path = Path(trainer.log_dir) / f"{self.name.replace('/', '_')}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({"data": self.data, "benchmark": self.benchmark, "history": self.history},
+                                       indent=1) + "\n")
         trainer.callback_metrics.update({k: torch.tensor(v) for k, v in values.items()})
 
     # ---- resume: the history travels with the checkpoint
