@@ -9,8 +9,9 @@ the configs under ``configs/demo/``), in-process so the figures can be collected
 2. PKT: ``fit --config configs/demo/pkt.yaml`` (LoRA on CPU). Its ``HeldOutEvaluation`` callback
    scores the base model before the first step and the trained model after the last one on the
    world's ``heldout_domains`` prompts; ``HFExport`` writes the model as an HF folder;
-3. IRM: ``fit --config configs/demo/irm.yaml`` (RL with the IRM reward from that folder), scored
-   again on the same held-out items after its last batch.
+3. IRM: ``fit --config configs/demo/irm_grpo.yaml`` (GRPO with the IRM reward from that folder;
+   the config says why GRPO rather than the paper's PPO, ``configs/demo/irm.yaml``), scored again
+   on the same held-out items after its last batch.
 
 It prints a table (TS, PI, CF, exact-call rate with 95% intervals, mean IRM reward, the reward
 categories) for base, PKT and IRM, the paired differences between the steps, and writes
@@ -32,8 +33,8 @@ from tl_lightning.heldout import HeldOutEvaluation
 from tl_lightning.plots import plot_heldout, pyplot, read_metrics, save, series
 from tl_lightning.reward import CATEGORIES
 
-CONFIGS = {False: ("configs/demo/pkt.yaml", "configs/demo/irm.yaml"),
-           True: ("configs/demo/pkt_tiny.yaml", "configs/demo/irm_tiny.yaml")}
+CONFIGS = {False: ("configs/demo/pkt.yaml", "configs/demo/irm_grpo.yaml"),
+           True: ("configs/demo/pkt_tiny.yaml", "configs/demo/irm_grpo_tiny.yaml")}
 OUTPUT = Path("runs/demo")
 FIGURES = (*METRICS, "mean_reward")
 

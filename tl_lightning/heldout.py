@@ -166,8 +166,9 @@ class HeldOutEvaluation(Callback):
         values = {f"{self.name}/{m}": float(figures[m]) for m in (*METRICS, "mean_reward")}
         for logger in trainer.loggers:
             logger.log_metrics(values, step=step)
-        if trainer.is_global_zero and trainer.log_dir is not None:
-            path = Path(trainer.log_dir) / f"{self.name.replace('/', '_')}.json"
+        log_dir = trainer.log_dir  # every rank: the property broadcasts rank 0's answer
+        if trainer.is_global_zero and log_dir is not None:
+            path = Path(log_dir) / f"{self.name.replace('/', '_')}.json"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps({"data": self.data, "benchmark": self.benchmark, "history": self.history},
                                        indent=1) + "\n")
