@@ -29,7 +29,7 @@ demo: install
 # The ablation study (tl_lightning/reproduce.py): resumable, a finished arm is not run again.
 reproduce: install
 	$(PIP) install -c constraints.txt -e '.[reproduce]'
-	$(PY) -m tl_lightning.reproduce
+	$(PY) -m tl_lightning.reproduce --jobs 2
 
 clean:
 	rm -rf $(VENV) .pytest_cache lightning_logs demo_output

@@ -19,7 +19,7 @@ import numpy as np
 
 from tl_lightning.evaluate import METRICS, paired_comparison
 from tl_lightning.plots import pyplot, read_metrics, save, series
-from tl_lightning.reproduce import ARMS, FULL, SET_NAMES, STANDARD
+from tl_lightning.study import ARMS, FULL, SET_NAMES, STANDARD
 from tl_lightning.reward import CATEGORIES
 from tl_lightning.stats import bootstrap_mean
 

@@ -33,6 +33,7 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from tl_lightning.data.datamodule import ToolUseDataModule
 from tl_lightning.faults import CheckpointOnSignal
+from tl_lightning.quiet import quiet_library_noise
 
 CHECKPOINT_DEFAULTS = {"checkpoint.save_last": True, "checkpoint.every_n_train_steps": 500}
 
@@ -96,6 +97,7 @@ def configure_cli_optimizers(module: pl.LightningModule, optimizer_init: dict, s
 
 def main(args: list[str] | None = None, run: bool = True) -> TLLightningCLI:
     """Run the CLI on ``args`` (default: ``sys.argv``); ``run=False`` only parses and instantiates."""
+    quiet_library_noise()
     return TLLightningCLI(
         pl.LightningModule,
         ToolUseDataModule,

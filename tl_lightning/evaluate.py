@@ -62,6 +62,7 @@ from tl_lightning.lm_module import CausalLMModule
 from tl_lightning.metrics import BENCHMARKS, ToolCallMetrics, item_category, score_item
 from tl_lightning.modeling import load_model, load_tokenizer
 from tl_lightning.pkt import PKTModule
+from tl_lightning.quiet import quiet_library_noise
 from tl_lightning.records import DataError, ToolCall, ToolSpec, Trajectory, exit_on_bad_input
 from tl_lightning.reward import CATEGORIES, DEFAULT_TABLE
 from tl_lightning.stats import bootstrap_mean, paired_difference
@@ -537,6 +538,7 @@ def _run(args: argparse.Namespace, items: list[EvalItem]) -> tuple[list[str], di
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run one command; bad input raises ``DataError`` (the process entry point below turns it
     into one line on stderr and exit status 2, like ``python -m tl_lightning.data``)."""
+    quiet_library_noise()
     args = _parser().parse_args(argv)
     if args.command == "compare":
         result = paired_comparison([_read_report(p) for p in args.a], [_read_report(p) for p in args.b])

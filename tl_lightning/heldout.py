@@ -146,7 +146,7 @@ class HeldOutEvaluation(Callback):
         prompts = render_prompts(padded, tokenizer, self._prompt_format(trainer))
         answers = generate_predictions(pl_module.model, tokenizer, prompts, batch_size=self.batch_size,
                                        max_new_tokens=self.max_new_tokens, stop_at_newline=stops_after_call(self.benchmark),
-                                       progress=False)
+                                       progress=trainer.is_global_zero and trainer.progress_bar_callback is not None)
         rows = _encode(score_items(self.benchmark, share, answers[:len(share)]), per_rank).to(pl_module.device)
         if world > 1:
             rows = trainer.strategy.all_gather(rows).reshape(-1, rows.shape[-1])

@@ -38,67 +38,28 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from tl_lightning import evaluate
+from tl_lightning.ablation_report import write_results
 from tl_lightning.cli import main as cli_main
 from tl_lightning.data.sources import data_root
 from tl_lightning.export import export_pretrained
+from tl_lightning.study import (ARM_NAMES, ARMS, EVAL_SETS, SET_NAMES, SYNTHETIC_TRAIN, TRAINING_FILES,
+                                Arm)
 
 SFT_CONFIG = "configs/reproduce/sft.yaml"
 IRM_CONFIG = "configs/reproduce/irm.yaml"
-SYNTHETIC_TRAIN = "synthetic-sft:train?n=1200&error_rate=0.3"
-# Files under the data root (the synthetic world is built in): no test item of any evaluation set.
-TRAINING_FILES = ("Seal-Tools/Seal-Tools_Dataset/dev.jsonl", "API-Bank/lv1-lv2-samples/level-1-given-desc")
-# (name, scoring rules, data): the evaluation sets, never trained on.
-EVAL_SETS = (("synthetic", "generic", "synthetic:heldout_domains?n=400"),
-             ("bfcl_simple", "bfcl", "BFCL_v3/BFCL_v3_simple.json"),
-             ("bfcl_multiple", "bfcl", "BFCL_v3/BFCL_v3_multiple.json"),
-             ("sealtools", "generic", "Seal-Tools/Seal-Tools_Dataset/test_in_domain.jsonl"),
-             ("toolalpaca", "toolalpaca", "ToolAlpaca/data/eval_real.json"),
-             ("rotbench", "rotbench", "RoTBench/First_Turn/clean.json"))
-SET_NAMES = tuple(name for name, _, _ in EVAL_SETS)
-
-
-@dataclass(frozen=True)
-class Arm:
-    """One row of the ablation: how its model is made.
-
-    ``train``: ``"none"`` (the base model), ``"sft"`` (``sft.yaml`` with ``mae`` and ``w_max``;
-    ``w_max`` 1 is plain cross-entropy) or ``"rl"`` (``irm.yaml`` from ``start``'s model of the
-    same seed); ``seeded``: run with every seed of the budget (else the first only)."""
-
-    name: str
-    label: str
-    train: str = "sft"
-    mae: bool = False
-    w_max: float = 1.0
-    start: str | None = None
-    seeded: bool = False
-
-
-ARMS = (
-    Arm("base", "base model (no training)", train="none"),
-    Arm("sft", "standard SFT", mae=False, w_max=1.0, seeded=True),
-    Arm("sft_mae", "SFT + MAE", mae=True, w_max=1.0),
-    Arm("pkt", "PKT", mae=False, w_max=9.0),
-    Arm("mae_pkt", "MAE + PKT", mae=True, w_max=9.0, seeded=True),
-    Arm("mae_pkt_irm", "MAE + PKT + IRM", train="rl", start="mae_pkt", seeded=True),
-)
-ARM_NAMES = tuple(a.name for a in ARMS)
-STANDARD, FULL = "sft", "mae_pkt_irm"
-
-
 @dataclass(frozen=True)
 class Budget:
     """What every run gets; stated in the results."""
 
     model: str = "smollm2-135m-instruct"
     seeds: tuple[int, ...] = (0, 1, 2)
-    sft_steps: int = 60
+    sft_steps: int = 50
     batch_size: int = 4
     max_length: int = 768  # longest training sample in tokens; longer ones are dropped (counted)
-    rl_batches: int = 8
+    rl_batches: int = 4
     eval_items: dict[str, int] = field(default_factory=lambda: {
-        "synthetic": 200, "bfcl_simple": 150, "bfcl_multiple": 100, "sealtools": 150, "toolalpaca": 40,
-        "rotbench": 30})
+        "synthetic": 100, "bfcl_simple": 80, "bfcl_multiple": 40, "sealtools": 50, "toolalpaca": 15,
+        "rotbench": 15})
     eval_batch_size: int = 16
     eval_max_batch_tokens: int = 8192
     max_new_tokens: int = 96
@@ -386,9 +347,6 @@ def budget_of(args: argparse.Namespace) -> Budget:
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
-    # imported here: the report reads this module's arms and sets (a top-level import would be a cycle)
-    from tl_lightning.ablation_report import write_results
-
     args = parse_args(argv)
     budget = budget_of(args)
     args.output.mkdir(parents=True, exist_ok=True)
