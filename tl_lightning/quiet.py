@@ -18,6 +18,8 @@ NOISY_WARNINGS = (
     (FutureWarning, r"`is_gradient_checkpointing` is deprecated"),
     # lightning's own pytree helper calls a deprecated torch.utils._pytree check
     (Warning, r"`isinstance\(treespec, LeafSpec\)` is deprecated"),
+    # our modules move their batches themselves (lm_module.CausalLMModule), on purpose
+    (UserWarning, r"You have overridden `transfer_batch_to_device` in `LightningModule` but have passed in a"),
 )
 
 
