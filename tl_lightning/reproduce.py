@@ -356,8 +356,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
         if not runs:
             raise SystemExit(f"--only {args.only}: no such run (ARM:SEED with a seed of --seeds)")
     if args.jobs > 1 and args.only is None:
-        run_in_subprocesses([r for r in runs if not (r.folder(args.output) / "result.json").exists()],
-                            args.jobs, run_argv(args), args.output)
+        # seed by seed: a study stopped early is whole for its first seeds
+        left = sorted((r for r in runs if not (r.folder(args.output) / "result.json").exists()),
+                      key=lambda r: budget.seeds.index(r.seed))
+        run_in_subprocesses(left, args.jobs, run_argv(args), args.output)
     else:
         for run in runs:
             run_one(run, budget, args.output, args.data_root)
