@@ -1,0 +1,1 @@
+"""Tests of tl_lightning/data/formats/ (one file per format module)."""

@@ -1,0 +1,1 @@
+"""Tests of tl_lightning/data/world/ (the procedural tool world)."""
