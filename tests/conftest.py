@@ -25,3 +25,16 @@ def smollm2_tokenizer():
     from tl_lightning.modeling import load_tokenizer
 
     return load_tokenizer("smollm2-135m-instruct")
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread for the test (restored after): tiny models run faster so on a shared
+    2-core machine. Modules of tiny-model tests use it with
+    ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

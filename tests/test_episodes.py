@@ -43,12 +43,7 @@ FAILING, RIGHT = ToolCall("add", {"a": 1, "c": 2}), ToolCall("add", {"a": 1, "b"
 ANSWER = "The sum is 3."
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

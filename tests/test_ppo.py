@@ -37,13 +37,7 @@ from varied_rewards import varied_episode_rewards, varied_rewards  # noqa: E402
 LORA = LoraOptions(r=4, alpha=8, dropout=0.0)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: the tiny models are faster so on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
